@@ -1,0 +1,204 @@
+"""Packs, actions and executions: what can run, and each request to run it."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.core.validators import MinValueValidator, RegexValidator
+from django.db import models
+from django.utils import timezone
+
+from executions.exceptions import IllegalTransition
+
+PACK_REF_VALIDATOR = RegexValidator(
+    r"^[a-z0-9_]+$", "A pack ref may hold only lowercase letters, digits and '_'."
+)
+ACTION_NAME_VALIDATOR = RegexValidator(
+    r"^[a-z0-9_]+$", "An action name may hold only lowercase letters, digits and '_'."
+)
+
+
+class Pack(models.Model):
+    ref = models.CharField(max_length=100, unique=True, validators=[PACK_REF_VALIDATOR])
+    label = models.CharField(max_length=200, blank=True)
+    description = models.TextField(blank=True)
+    concurrency_limit = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1)],
+        help_text="Default limit for the pack's actions; empty falls back to the global default.",
+    )
+
+    class Meta:
+        ordering = ["ref"]
+
+    def __str__(self) -> str:
+        return self.ref
+
+
+class Runner(models.TextChoices):
+    PYTHON = "python", "Python callable"
+    SHELL = "shell", "Shell command"
+
+
+class Action(models.Model):
+    ref = models.CharField(max_length=201, unique=True, editable=False)
+    pack = models.ForeignKey(Pack, on_delete=models.CASCADE, related_name="actions")
+    name = models.CharField(max_length=100, validators=[ACTION_NAME_VALIDATOR])
+    label = models.CharField(max_length=200, blank=True)
+    description = models.TextField(blank=True)
+    runner = models.CharField(max_length=20, choices=Runner.choices)
+    entrypoint = models.TextField(
+        help_text="python: dotted path to a callable; shell: a command template "
+        "with {param} placeholders (values are shell-quoted)."
+    )
+    parameters_schema = models.JSONField(default=dict, blank=True)
+    timeout_seconds = models.PositiveIntegerField(default=600, validators=[MinValueValidator(1)])
+    enabled = models.BooleanField(default=True)
+    celery_queue = models.CharField(max_length=100, default="default")
+    concurrency_limit = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1)],
+        help_text="At most this many executions run at once; empty falls back to the pack.",
+    )
+    max_queue_length = models.PositiveIntegerField(default=10000, validators=[MinValueValidator(1)])
+    queue_timeout_seconds = models.PositiveIntegerField(default=3600, validators=[MinValueValidator(1)])
+
+    class Meta:
+        ordering = ["ref"]
+        constraints = [
+            models.UniqueConstraint(fields=["pack", "name"], name="action_unique_name_in_pack"),
+        ]
+
+    def __str__(self) -> str:
+        return self.ref
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        self.ref = f"{self.pack.ref}.{self.name}"
+        super().save(*args, **kwargs)
+
+    def clean(self) -> None:
+        from jsonschema import Draft202012Validator
+        from jsonschema.exceptions import SchemaError
+
+        try:
+            Draft202012Validator.check_schema(self.parameters_schema or {})
+        except SchemaError as exc:
+            raise ValidationError({"parameters_schema": f"Not a valid JSON schema: {exc.message}"}) from exc
+
+
+class ExecutionStatus(models.TextChoices):
+    REQUESTED = "requested"
+    QUEUED = "queued"
+    SCHEDULED = "scheduled"
+    RUNNING = "running"
+    CANCELING = "canceling"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    TIMEOUT = "timeout"
+    CANCELLED = "cancelled"
+    ABANDONED = "abandoned"
+
+
+S = ExecutionStatus
+TERMINAL_STATUSES = frozenset({S.COMPLETED, S.FAILED, S.TIMEOUT, S.CANCELLED, S.ABANDONED})
+WAITING_STATUSES = frozenset({S.REQUESTED, S.QUEUED})
+# Statuses that hold a slot in the gate.
+ACTIVE_STATUSES = frozenset({S.SCHEDULED, S.RUNNING, S.CANCELING})
+
+# The one place that says which status may follow which.
+TRANSITIONS: dict[str, frozenset[str]] = {
+    S.REQUESTED: frozenset({S.QUEUED, S.SCHEDULED, S.CANCELLED, S.TIMEOUT}),
+    S.QUEUED: frozenset({S.SCHEDULED, S.CANCELLED, S.TIMEOUT}),
+    # A scheduled execution whose task never started goes back to the queue.
+    S.SCHEDULED: frozenset({S.RUNNING, S.QUEUED, S.CANCELING, S.CANCELLED, S.ABANDONED, S.TIMEOUT, S.FAILED}),
+    S.RUNNING: frozenset({S.COMPLETED, S.FAILED, S.TIMEOUT, S.CANCELING, S.ABANDONED}),
+    S.CANCELING: frozenset({S.CANCELLED, S.ABANDONED}),
+    S.COMPLETED: frozenset(),
+    S.FAILED: frozenset(),
+    S.TIMEOUT: frozenset(),
+    S.CANCELLED: frozenset(),
+    S.ABANDONED: frozenset(),
+}
+
+
+def check_transition(current: str, new: str) -> None:
+    """Raise IllegalTransition unless `new` may follow `current`."""
+    if new not in TRANSITIONS.get(current, frozenset()):
+        raise IllegalTransition(f"An execution cannot go from '{current}' to '{new}'.")
+
+
+def sources_of(new: str) -> list[str]:
+    """Every status from which `new` may be reached, for conditional updates."""
+    return sorted(status for status, targets in TRANSITIONS.items() if new in targets)
+
+
+class ExecutionQuerySet(models.QuerySet["Execution"]):
+    def transition(
+        self,
+        execution_id: Any,
+        new_status: str,
+        *,
+        expected: Iterable[str] | None = None,
+        where: dict[str, Any] | None = None,
+        **fields: Any,
+    ) -> bool:
+        """Move one execution to ``new_status`` if it is in one of
+        ``expected`` (default: every status that may precede it) and it
+        matches ``where`` (e.g. the Celery task id of the current grant).
+
+        A conditional UPDATE, so of two racing callers exactly one wins;
+        returns whether this call made the change. Raises IllegalTransition
+        if ``expected`` names a move the state machine forbids.
+        """
+        sources = list(expected) if expected is not None else sources_of(new_status)
+        for source in sources:
+            check_transition(source, new_status)
+        # QuerySet.update() skips auto_now, so stamp it here.
+        fields.setdefault("updated", timezone.now())
+        rows = self.filter(pk=execution_id, status__in=sources, **(where or {}))
+        return rows.update(status=new_status, **fields) == 1
+
+
+class Execution(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    action = models.ForeignKey(Action, on_delete=models.PROTECT, related_name="executions")
+    action_ref = models.CharField(max_length=201, db_index=True)
+    parameters = models.JSONField(default=dict, blank=True)
+    status = models.CharField(max_length=20, choices=ExecutionStatus.choices, default=S.REQUESTED)
+    result = models.JSONField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    created = models.DateTimeField(auto_now_add=True, db_index=True)
+    enqueued_at = models.DateTimeField(null=True, blank=True)
+    scheduled_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+    updated = models.DateTimeField(auto_now=True)
+    worker = models.CharField(max_length=255, blank=True)
+    celery_task_id = models.CharField(max_length=255, blank=True, db_index=True)
+    # Position in the action's request order, given by the gate at admission.
+    queue_seq = models.BigIntegerField(null=True, blank=True)
+    # Order in which the gate granted slots; equals queue_seq order under FIFO.
+    grant_seq = models.BigIntegerField(null=True, blank=True)
+    queue_group = models.CharField(max_length=200, default="default")
+
+    objects = ExecutionQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created"]
+        indexes = [
+            models.Index(fields=["action", "status"], name="execution_action_status"),
+            models.Index(fields=["action", "queue_seq"], name="execution_action_seq"),
+            models.Index(fields=["status", "updated"], name="execution_status_updated"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.action_ref} {self.id} ({self.status})"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in TERMINAL_STATUSES

@@ -1,0 +1,292 @@
+"""Ties the database to the gate: admission, hand-off and release.
+
+PostgreSQL is the source of truth; the gate only orders and counts. The
+rule that keeps the two consistent: a slot is freed in Redis only after the
+execution's terminal status is committed, and a task is sent only after
+the execution is committed as ``scheduled`` under that task's id. Every step
+is a conditional update or an idempotent script, so a duplicate signal, a
+late message or two racing processes change nothing twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections import deque
+from typing import Any
+
+from celery import current_app
+from django.conf import settings
+from django.utils import timezone
+
+from executions.exceptions import QueueFull
+from executions.models import (
+    TERMINAL_STATUSES,
+    TRANSITIONS,
+    Action,
+    Execution,
+    ExecutionStatus,
+)
+from queues import metrics
+from queues.gate import Grant, get_gate
+from queues.keys import QueueRef
+from queues.policy import lease_ms, resolve_limit
+
+logger = logging.getLogger(__name__)
+S = ExecutionStatus
+RUN_TASK = "workers.run_execution"
+
+
+def queue_of(execution: Execution) -> QueueRef:
+    return QueueRef(execution.action_id, execution.queue_group)
+
+
+def _load_action(action_id: int) -> Action:
+    return Action.objects.select_related("pack").get(pk=action_id)
+
+
+def admit(execution: Execution) -> Execution:
+    """Pass a committed ``requested`` execution through the gate.
+
+    Updates ``execution`` in place and returns it. Raises QueueFull after
+    deleting the execution's row when the queue is at its maximum length, so
+    a rejected request leaves nothing behind.
+    """
+    from queues.reconcile import reconcile_action
+
+    action = execution.action
+    queue = queue_of(execution)
+    gate = get_gate()
+    admission = gate.admit(
+        queue,
+        str(execution.pk),
+        limit=resolve_limit(action),
+        max_waiting=action.max_queue_length,
+        lease_ms=lease_ms(),
+    )
+    if admission.outcome == "uninitialized":
+        # First use of this queue, or Redis lost its state: rebuild it from
+        # the database before anyone is let through, so order survives.
+        reconcile_action(action, admit_requested=False)
+        admission = gate.admit(
+            queue,
+            str(execution.pk),
+            limit=resolve_limit(action),
+            max_waiting=action.max_queue_length,
+            lease_ms=lease_ms(),
+        )
+
+    if admission.outcome == "full":
+        Execution.objects.filter(pk=execution.pk).delete()
+        metrics.rejected(action.ref, "queue_full")
+        raise QueueFull(
+            f"Queue for action '{action.ref}' is full: {admission.waiting} executions are waiting "
+            f"and its max_queue_length is {action.max_queue_length}.",
+            action_ref=action.ref,
+            limit=action.max_queue_length,
+            retry_after_seconds=max(1, int(settings.ATTUNE_REAPER_INTERVAL_SECONDS)),
+        )
+    if admission.outcome in ("duplicate", "uninitialized"):
+        execution.refresh_from_db()
+        return execution
+
+    now = timezone.now()
+    execution.queue_seq = admission.seq
+    execution.enqueued_at = now
+    metrics.enqueued(action.ref)
+    if admission.outcome == "granted":
+        assert admission.grant_seq is not None
+        _dispatch(queue, [Grant(str(execution.pk), admission.grant_seq)], action=action,
+                  admitted={"queue_seq": admission.seq, "enqueued_at": now})
+    else:
+        queued = Execution.objects.transition(
+            execution.pk, S.QUEUED, expected=[S.REQUESTED], queue_seq=admission.seq, enqueued_at=now
+        )
+        if not queued:
+            # Someone moved it first: a release granted it a slot already
+            # (fine, record its seq), or a cancel ended it (take it back out).
+            Execution.objects.filter(pk=execution.pk).update(queue_seq=admission.seq, enqueued_at=now)
+            current = Execution.objects.get(pk=execution.pk)
+            if current.status in TERMINAL_STATUSES:
+                withdraw(current)
+    execution.refresh_from_db()
+    return execution
+
+
+def _send(execution_id: str, task_id: str, action: Action) -> None:
+    timeout = float(action.timeout_seconds)
+    current_app.send_task(
+        RUN_TASK,
+        args=[execution_id],
+        task_id=task_id,
+        queue=action.celery_queue,
+        soft_time_limit=timeout,
+        time_limit=timeout + float(settings.ATTUNE_HARD_TIMEOUT_GRACE_SECONDS),
+    )
+
+
+def _dispatch(
+    queue: QueueRef,
+    grants: list[Grant],
+    *,
+    action: Action | None = None,
+    admitted: dict[str, Any] | None = None,
+) -> None:
+    """Record each grant as ``scheduled`` and send its task.
+
+    A grant whose execution ended meanwhile (cancelled or timed out while
+    the slot was on its way) hands the slot straight on to the next head.
+    """
+    if not grants:
+        return
+    action = action or _load_action(queue.action_id)
+    pending = deque(grants)
+    while pending:
+        grant = pending.popleft()
+        task_id = str(uuid.uuid4())
+        now = timezone.now()
+        scheduled = Execution.objects.transition(
+            grant.execution_id,
+            S.SCHEDULED,
+            expected=[S.REQUESTED, S.QUEUED],
+            grant_seq=grant.grant_seq,
+            celery_task_id=task_id,
+            scheduled_at=now,
+            **(admitted or {}),
+        )
+        admitted = None
+        if scheduled:
+            metrics.granted(action.ref, grant.execution_id)
+            _send(grant.execution_id, task_id, action)
+            continue
+        current = Execution.objects.filter(pk=grant.execution_id).values_list("status", flat=True).first()
+        if current is None or current in TERMINAL_STATUSES:
+            result = get_gate().release(
+                queue,
+                grant.execution_id,
+                limit=resolve_limit(action),
+                lease_ms=lease_ms(),
+                terminal_status=current or S.CANCELLED,
+            )
+            pending.extend(result.grants)
+        else:
+            logger.warning(
+                "grant for execution %s found it %s; left to the reaper", grant.execution_id, current
+            )
+
+
+def release(execution: Execution) -> bool:
+    """Free a terminal execution's slot and start the next in line.
+
+    Returns whether this call freed the slot; a duplicate frees nothing.
+    """
+    assert execution.status in TERMINAL_STATUSES, execution.status
+    action = _load_action(execution.action_id)
+    queue = queue_of(execution)
+    result = get_gate().release(
+        queue,
+        str(execution.pk),
+        limit=resolve_limit(action),
+        lease_ms=lease_ms(),
+        terminal_status=execution.status,
+    )
+    if not result.initialized:
+        from queues.reconcile import reconcile_action
+
+        reconcile_action(action)
+        return False
+    if result.released:
+        metrics.terminal(execution)
+    _dispatch(queue, result.grants, action=action)
+    return result.released
+
+
+def requeue(execution: Execution) -> bool:
+    """Put a granted execution whose task never started back at the head.
+
+    Its own queue seq is its score, so it goes back before everyone who
+    was behind it. Returns whether its slot was taken back.
+    """
+    action = _load_action(execution.action_id)
+    queue = queue_of(execution)
+    back = Execution.objects.transition(
+        execution.pk, S.QUEUED, expected=[S.SCHEDULED, S.REQUESTED, S.QUEUED], celery_task_id="", scheduled_at=None
+    )
+    if not back:
+        return False
+    score = execution.queue_seq if execution.queue_seq is not None else 0
+    result = get_gate().release(
+        queue, str(execution.pk), limit=resolve_limit(action), lease_ms=lease_ms(), requeue_score=score
+    )
+    _dispatch(queue, result.grants, action=action)
+    return result.released
+
+
+def withdraw(execution: Execution) -> None:
+    """Take a terminal execution out of the gate wherever it is: out of the
+    queue if it waits, else out of its slot (handing the slot on)."""
+    assert execution.status in TERMINAL_STATUSES, execution.status
+    queue = queue_of(execution)
+    if get_gate().dequeue(queue, str(execution.pk), terminal_status=execution.status):
+        metrics.terminal(execution)
+        return
+    release(execution)
+
+
+def forget(queue: QueueRef, execution_id: str) -> None:
+    """Take an execution whose row no longer exists out of the gate."""
+    gate = get_gate()
+    if gate.dequeue(queue, execution_id, terminal_status=S.CANCELLED):
+        return
+    action = _load_action(queue.action_id)
+    result = gate.release(
+        queue, execution_id, limit=resolve_limit(action), lease_ms=lease_ms(), terminal_status=S.CANCELLED
+    )
+    _dispatch(queue, result.grants, action=action)
+
+
+def refill(action: Action) -> int:
+    """Apply the action's current limit: grant every free slot to the queue
+    head, in order. Returns how many executions were granted."""
+    queue = QueueRef(action.pk)
+    result = get_gate().release(queue, None, limit=resolve_limit(action), lease_ms=lease_ms())
+    if not result.initialized:
+        return 0
+    _dispatch(queue, result.grants, action=action)
+    return len(result.grants)
+
+
+def refill_actions(action_ids: list[int]) -> int:
+    """Refill several actions after a policy change; returns grants made."""
+    actions = Action.objects.select_related("pack").filter(pk__in=action_ids)
+    return sum(refill(action) for action in actions)
+
+
+def finish(
+    execution_id: str,
+    status: str,
+    *,
+    task_id: str | None = None,
+    result: Any = None,
+    error: str = "",
+) -> Execution | None:
+    """Record a terminal status for the run of ``task_id`` and release its slot.
+
+    A run being cancelled ends ``cancelled`` whatever it returned. If the
+    execution already ended (a duplicate or late signal), nothing is
+    written, but the release is still attempted: it is idempotent, and it
+    frees a slot whose earlier release was lost to a crash.
+    """
+    where = {"celery_task_id": task_id} if task_id else {}
+    now = timezone.now()
+    fields: dict[str, Any] = {"completed_at": now, "result": result, "error": error[:10000]}
+    expected = [source for source in (S.SCHEDULED, S.RUNNING) if status in TRANSITIONS[source]]
+    done = Execution.objects.transition(execution_id, status, expected=expected, where=where, **fields)
+    if not done:
+        Execution.objects.transition(execution_id, S.CANCELLED, expected=[S.CANCELING], where=where, **fields)
+    execution = Execution.objects.filter(pk=execution_id).first()
+    if execution is None or (task_id and execution.celery_task_id != task_id):
+        return execution
+    if execution.status in TERMINAL_STATUSES:
+        release(execution)
+    return execution

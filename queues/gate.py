@@ -1,0 +1,232 @@
+"""The FIFO concurrency gate: typed wrappers over the Lua scripts in lua/.
+
+Each transition is one script run, so any number of processes on any number
+of machines can admit and release at once without a read-then-write race.
+The gate knows nothing of the database; queues/dispatch.py ties the two.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import redis
+from redis.commands.core import AsyncScript, Script
+
+from queues.keys import QueueRef
+from queues.redis_client import get_redis
+
+LUA_DIR = Path(__file__).resolve().parent / "lua"
+UNLIMITED = -1
+
+
+def _limit_arg(limit: int | None) -> int:
+    return UNLIMITED if limit is None else int(limit)
+
+
+@dataclass(frozen=True)
+class Grant:
+    execution_id: str
+    grant_seq: int
+
+
+@dataclass(frozen=True)
+class Admission:
+    """What admit_v1 decided. ``outcome`` is granted, queued, full,
+    duplicate or uninitialized."""
+
+    outcome: str
+    seq: int | None = None
+    grant_seq: int | None = None
+    position: int | None = None
+    waiting: int | None = None
+
+
+@dataclass(frozen=True)
+class Release:
+    """``released`` is True only for the call that actually freed the slot."""
+
+    released: bool
+    initialized: bool
+    grants: list[Grant] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class QueueSnapshot:
+    queue: QueueRef
+    exists: bool
+    limit: int | None
+    waiting: int
+    active: int
+    oldest_enqueued_ms: int | None
+    total_enqueued: int
+    total_terminal: int
+    total_completed: int
+    updated_ms: int | None
+    seq: int
+    grant_seq: int
+
+
+@dataclass(frozen=True)
+class RestoreState:
+    limit: int | None
+    seq: int
+    grant_seq: int
+    total_enqueued: int
+    total_terminal: int
+    total_completed: int
+    # (execution id, order score, enqueued at ms), in queue order
+    waiting: list[tuple[str, int, int]]
+    active: list[str]
+
+
+class Gate:
+    """The scripts, registered once per client (EVALSHA with a reload on
+    NOSCRIPT, which redis-py's Script does for us)."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.redis = client
+        self._scripts: dict[str, Script | AsyncScript] = {
+            path.stem: client.register_script(path.read_text()) for path in sorted(LUA_DIR.glob("*.lua"))
+        }
+
+    def _run(self, name: str, keys: list[str], args: list[Any]) -> Any:
+        return self._scripts[name](keys=keys, args=args)
+
+    def admit(
+        self, queue: QueueRef, execution_id: str, *, limit: int | None, max_waiting: int, lease_ms: int
+    ) -> Admission:
+        reply = self._run(
+            "admit_v1",
+            queue.all_keys(),
+            [execution_id, _limit_arg(limit), max_waiting, lease_ms, 0],
+        )
+        outcome = str(reply[0])
+        if outcome == "granted":
+            return Admission(outcome, seq=int(reply[1]), grant_seq=int(reply[2]))
+        if outcome == "queued":
+            return Admission(outcome, seq=int(reply[1]), position=int(reply[2]))
+        if outcome == "full":
+            return Admission(outcome, waiting=int(reply[1]))
+        return Admission(outcome)
+
+    def release(
+        self,
+        queue: QueueRef,
+        execution_id: str | None,
+        *,
+        limit: int | None,
+        lease_ms: int,
+        terminal_status: str | None = None,
+        requeue_score: int | None = None,
+    ) -> Release:
+        """Free ``execution_id``'s slot (None: only refill after a limit
+        change) and grant free slots to the queue head, in order."""
+        reply = self._run(
+            "release_v1",
+            queue.all_keys(),
+            [
+                execution_id or "",
+                _limit_arg(limit),
+                terminal_status or "",
+                "" if requeue_score is None else requeue_score,
+                lease_ms,
+            ],
+        )
+        released = int(reply[0])
+        grants = [Grant(str(reply[i]), int(reply[i + 1])) for i in range(1, len(reply), 2)]
+        return Release(released=released == 1, initialized=released != -1, grants=grants)
+
+    def dequeue(self, queue: QueueRef, execution_id: str, *, terminal_status: str) -> bool:
+        return bool(self._run("dequeue_v1", [queue.meta, queue.waiting, queue.since], [execution_id, terminal_status]))
+
+    def renew(self, queue: QueueRef, execution_ids: list[str], *, lease_ms: int) -> int:
+        if not execution_ids:
+            return 0
+        return int(self._run("renew_v1", [queue.active], [lease_ms, *execution_ids]))
+
+    def restore(self, queue: QueueRef, state: RestoreState, *, lease_ms: int) -> tuple[int, int]:
+        args: list[Any] = [
+            _limit_arg(state.limit),
+            state.seq,
+            state.grant_seq,
+            state.total_enqueued,
+            state.total_terminal,
+            state.total_completed,
+            lease_ms,
+            len(state.waiting),
+        ]
+        for execution_id, score, since_ms in state.waiting:
+            args.extend([execution_id, score, since_ms])
+        args.extend(state.active)
+        reply = self._run("restore_v1", queue.all_keys(), args)
+        return int(reply[0]), int(reply[1])
+
+    def now_ms(self) -> int:
+        seconds, micros = self.redis.time()
+        return int(seconds) * 1000 + int(micros) // 1000
+
+    def expired(self, queue: QueueRef, *, now_ms: int) -> list[str]:
+        """Executions whose lease deadline has passed."""
+        return [str(member) for member in self.redis.zrangebyscore(queue.active, "-inf", now_ms)]
+
+    def waiting_ids(self, queue: QueueRef, start: int = 0, end: int = -1) -> list[str]:
+        return [str(member) for member in self.redis.zrange(queue.waiting, start, end)]
+
+    def active_ids(self, queue: QueueRef) -> list[str]:
+        return [str(member) for member in self.redis.zrange(queue.active, 0, -1)]
+
+    def position(self, queue: QueueRef, execution_id: str) -> int | None:
+        """1-based place in the queue (1 = next), or None if not waiting."""
+        rank = self.redis.zrank(queue.waiting, execution_id)
+        return None if rank is None else int(rank) + 1
+
+    def snapshots(self, queues: list[QueueRef]) -> list[QueueSnapshot]:
+        """Read many queues' counters in one round trip."""
+        if not queues:
+            return []
+        pipe = self.redis.pipeline(transaction=False)
+        for queue in queues:
+            pipe.hgetall(queue.meta)
+            pipe.zcard(queue.waiting)
+            pipe.zcard(queue.active)
+            pipe.zrange(queue.waiting, 0, 0)
+        replies = pipe.execute()
+        heads = [replies[i * 4 + 3] for i in range(len(queues))]
+        pipe = self.redis.pipeline(transaction=False)
+        for queue, head in zip(queues, heads, strict=True):
+            if head:
+                pipe.hget(queue.since, head[0])
+        since_replies = iter(pipe.execute() if any(heads) else [])
+        snapshots = []
+        for i, queue in enumerate(queues):
+            meta, waiting, active, head = replies[i * 4 : i * 4 + 4]
+            oldest = next(since_replies) if head else None
+            limit = int(meta.get("limit", UNLIMITED))
+            snapshots.append(
+                QueueSnapshot(
+                    queue=queue,
+                    exists=bool(meta),
+                    limit=None if limit < 0 else limit,
+                    waiting=int(waiting),
+                    active=int(active),
+                    oldest_enqueued_ms=int(oldest) if oldest else None,
+                    total_enqueued=int(meta.get("total_enqueued", 0)),
+                    total_terminal=int(meta.get("total_terminal", 0)),
+                    total_completed=int(meta.get("total_completed", 0)),
+                    updated_ms=int(meta["updated_ms"]) if "updated_ms" in meta else None,
+                    seq=int(meta.get("seq", 0)),
+                    grant_seq=int(meta.get("grant_seq", 0)),
+                )
+            )
+        return snapshots
+
+    def delete(self, queue: QueueRef) -> None:
+        self.redis.delete(*queue.all_keys())
+
+
+@lru_cache(maxsize=1)
+def get_gate() -> Gate:
+    return Gate(get_redis())

@@ -1,0 +1,77 @@
+"""Every Redis key Attune uses, in one place.
+
+Queue keys: one set per queue, a queue being (action, group). Today every
+action has the single group "default"; a later policy that splits an action
+by parameter values gives each combination its own group, limit and FIFO.
+All keys of one action share the hash tag ``{a<action id>}`` so every Lua
+script touches a single Redis Cluster slot, and a future action-wide limit
+across groups can stay atomic.
+
+=================================  =====  ===========================================
+key                                type   contents
+=================================  =====  ===========================================
+``<p>:{a<id>}:<group>:meta``        HASH   limit (-1 = unlimited), seq (last queue
+                                           seq given), grant_seq (last grant seq),
+                                           total_enqueued, total_terminal,
+                                           total_completed, updated_ms (Redis clock)
+``<p>:{a<id>}:<group>:waiting``     ZSET   execution id -> order score; lowest
+                                           first. Today the score is the queue
+                                           seq; priorities will prepend a band.
+``<p>:{a<id>}:<group>:active``      ZSET   execution id -> lease deadline, ms
+``<p>:{a<id>}:<group>:since``       HASH   waiting execution id -> enqueued ms
+``<p>:lock:<name>``                 STR    a redis-py Lock: ``reaper``,
+                                           ``reconcile:<action id>``,
+                                           ``stats-flush``
+=================================  =====  ===========================================
+
+``<p>`` is ``settings.ATTUNE_REDIS_PREFIX`` (default ``attune``). The Celery
+broker keeps its own keys (``default``, ``unacked``, ``_kombu.*``) under
+the broker URL; they are Celery's, not described here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.conf import settings
+
+DEFAULT_GROUP = "default"
+
+
+def prefix() -> str:
+    return str(settings.ATTUNE_REDIS_PREFIX)
+
+
+@dataclass(frozen=True)
+class QueueRef:
+    """One FIFO queue: an action and one of its groups."""
+
+    action_id: int
+    group: str = DEFAULT_GROUP
+
+    @property
+    def _base(self) -> str:
+        return f"{prefix()}:{{a{self.action_id}}}:{self.group}"
+
+    @property
+    def meta(self) -> str:
+        return f"{self._base}:meta"
+
+    @property
+    def waiting(self) -> str:
+        return f"{self._base}:waiting"
+
+    @property
+    def active(self) -> str:
+        return f"{self._base}:active"
+
+    @property
+    def since(self) -> str:
+        return f"{self._base}:since"
+
+    def all_keys(self) -> list[str]:
+        return [self.meta, self.waiting, self.active, self.since]
+
+
+def lock_key(name: str) -> str:
+    return f"{prefix()}:lock:{name}"

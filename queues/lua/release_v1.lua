@@ -1,0 +1,64 @@
+-- release_v1: free one execution's slot and hand free slots to the queue head.
+--
+-- KEYS[1] = meta     HASH  (see admit_v1.lua)
+-- KEYS[2] = waiting  ZSET  execution id -> order score
+-- KEYS[3] = active   ZSET  execution id -> lease deadline (ms)
+-- KEYS[4] = since    HASH  execution id -> enqueued at (ms)
+-- ARGV[1] = execution id whose slot is freed; "" only refills (limit change)
+-- ARGV[2] = concurrency limit (-1 = unlimited), stored as the new limit
+-- ARGV[3] = terminal status to count ("" = not terminal: no counter moves)
+-- ARGV[4] = requeue score: "" frees the slot for good; a number puts the
+--           execution back in the queue at that score (its own seq, so it
+--           returns to the head: a grant whose task never started)
+-- ARGV[5] = lease length (ms) for the slots granted here
+--
+-- Returns {released, id1, grant_seq1, id2, grant_seq2, ...}
+--   released = 1 if this call freed the slot, 0 if the execution held none
+--   (a duplicate or late release frees nothing), -1 if meta is missing.
+--   The ids that follow were granted a slot, in FIFO order.
+
+local meta, waiting, active, since = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local id = ARGV[1]
+local limit = tonumber(ARGV[2])
+local status = ARGV[3]
+local requeue_score = ARGV[4]
+local lease_ms = tonumber(ARGV[5])
+
+if redis.call('EXISTS', meta) == 0 then
+  return {-1}
+end
+
+local t = redis.call('TIME')
+local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local released = 0
+if id ~= '' and redis.call('ZREM', active, id) == 1 then
+  released = 1
+  if requeue_score ~= '' then
+    redis.call('ZADD', waiting, tonumber(requeue_score), id)
+    redis.call('HSET', since, id, now_ms)
+  elseif status ~= '' then
+    redis.call('HINCRBY', meta, 'total_terminal', 1)
+    if status == 'completed' then
+      redis.call('HINCRBY', meta, 'total_completed', 1)
+    end
+  end
+end
+
+redis.call('HSET', meta, 'limit', limit)
+local result = {released}
+while limit < 0 or redis.call('ZCARD', active) < limit do
+  local head = redis.call('ZPOPMIN', waiting)
+  if #head == 0 then
+    break
+  end
+  local grant_seq = redis.call('HINCRBY', meta, 'grant_seq', 1)
+  redis.call('HDEL', since, head[1])
+  redis.call('ZADD', active, now_ms + lease_ms, head[1])
+  result[#result + 1] = head[1]
+  result[#result + 1] = grant_seq
+end
+
+if released == 1 or #result > 1 then
+  redis.call('HSET', meta, 'updated_ms', now_ms)
+end
+return result

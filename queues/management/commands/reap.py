@@ -1,0 +1,31 @@
+import time
+from typing import Any
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandParser
+from django.db import close_old_connections
+
+from queues.reaper import reap_once
+
+
+class Command(BaseCommand):
+    help = "Reclaim expired leases, time out overdue waits and admit stranded requests."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--loop", action="store_true", help="run forever, every ATTUNE_REAPER_INTERVAL_SECONDS")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        interval = float(settings.ATTUNE_REAPER_INTERVAL_SECONDS)
+        while True:
+            report = reap_once()
+            if report.ran and (report.requeued or report.abandoned or report.freed or report.queue_timeouts
+                               or report.stranded_admitted or report.rebuilt):
+                self.stdout.write(str(report))
+            if not options["loop"]:
+                if not report.ran:
+                    self.stdout.write("another reaper holds the lock; nothing done")
+                else:
+                    self.stdout.write(str(report))
+                return
+            close_old_connections()
+            time.sleep(interval)

@@ -1,0 +1,116 @@
+"""The reaper: takes back what dead or stuck processes left behind.
+
+One pass, under a fleet-wide Redis lock so only one reaper acts at a time:
+- rebuilds queues whose Redis state is missing;
+- reclaims expired leases: a grant whose task never started goes back to
+  the head of its queue; a running execution whose worker stopped renewing
+  ends ``abandoned``; a slot whose release was lost is freed;
+- ends ``timeout`` every execution that waited longer than its action's
+  ``queue_timeout_seconds``;
+- admits requests whose gate step never happened.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from django.conf import settings
+from redis.exceptions import LockError
+from django.utils import timezone
+
+from executions.models import TERMINAL_STATUSES, Action, Execution, ExecutionStatus
+from queues import dispatch, metrics
+from queues.gate import get_gate
+from queues.keys import QueueRef, lock_key
+from queues.reconcile import admit_stranded_requests, reconcile_missing
+
+logger = logging.getLogger(__name__)
+S = ExecutionStatus
+
+
+@dataclass
+class ReapReport:
+    ran: bool = True
+    rebuilt: list[str] = field(default_factory=list)
+    requeued: int = 0
+    abandoned: int = 0
+    freed: int = 0
+    queue_timeouts: int = 0
+    stranded_admitted: int = 0
+
+
+def _reclaim(execution_id: str, queue: QueueRef, action: Action, report: ReapReport) -> None:
+    execution = Execution.objects.filter(pk=execution_id).first()
+    if execution is None:
+        dispatch.forget(queue, execution_id)
+        report.freed += 1
+        return
+    metrics.lease_reclaimed(action.ref)
+    if execution.status in TERMINAL_STATUSES:
+        dispatch.release(execution)
+        report.freed += 1
+    elif execution.status in (S.REQUESTED, S.QUEUED, S.SCHEDULED):
+        if dispatch.requeue(execution):
+            report.requeued += 1
+    else:
+        dispatch.finish(
+            execution_id,
+            S.ABANDONED,
+            error="The worker running this execution stopped renewing its lease (it died or lost Redis).",
+        )
+        report.abandoned += 1
+
+
+def _expire_waiting(action: Action, report: ReapReport) -> None:
+    cutoff = timezone.now() - timedelta(seconds=action.queue_timeout_seconds)
+    overdue = Execution.objects.filter(
+        action=action, status__in=[S.QUEUED, S.REQUESTED], queue_seq__isnull=False, enqueued_at__lt=cutoff
+    ).order_by("queue_seq")
+    for execution_id in overdue.values_list("pk", flat=True):
+        ended = Execution.objects.transition(
+            execution_id,
+            S.TIMEOUT,
+            expected=[S.QUEUED, S.REQUESTED],
+            completed_at=timezone.now(),
+            error=f"Timed out waiting in the queue: waited more than {action.queue_timeout_seconds} s "
+            f"(queue_timeout_seconds of action '{action.ref}').",
+        )
+        if ended:
+            dispatch.withdraw(Execution.objects.get(pk=execution_id))
+            report.queue_timeouts += 1
+
+
+def reap_once() -> ReapReport:
+    """One reaper pass; returns what it did (``ran`` False if another
+    reaper holds the lock)."""
+    gate = get_gate()
+    interval = float(settings.ATTUNE_REAPER_INTERVAL_SECONDS)
+    lock = gate.redis.lock(lock_key("reaper"), timeout=max(60.0, interval * 10), blocking=False)
+    if not lock.acquire(blocking=False):
+        return ReapReport(ran=False)
+    report = ReapReport()
+    try:
+        report.rebuilt = [r.action_ref for r in reconcile_missing()]
+        actions = list(Action.objects.select_related("pack").order_by("pk"))
+        now_ms = gate.now_ms()
+        pipe = gate.redis.pipeline(transaction=False)
+        for action in actions:
+            pipe.zrangebyscore(QueueRef(action.pk).active, "-inf", now_ms)
+        for action, expired in zip(actions, pipe.execute(), strict=True):
+            for execution_id in expired:
+                _reclaim(str(execution_id), QueueRef(action.pk), action, report)
+        busy = set(
+            Execution.objects.filter(status__in=[S.QUEUED, S.REQUESTED]).values_list("action_id", flat=True).distinct()
+        )
+        for action in actions:
+            if action.pk in busy:
+                _expire_waiting(action, report)
+                report.stranded_admitted += admit_stranded_requests(action, older_than_seconds=interval)
+    finally:
+        try:
+            lock.release()
+        except LockError:  # it expired under a very slow pass; nothing to undo
+            logger.warning("reaper lock expired before release")
+    return report

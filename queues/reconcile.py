@@ -1,0 +1,167 @@
+"""Rebuild the gate's Redis state from the executions table.
+
+PostgreSQL is the source of truth; Redis can be lost (restart without
+persistence, FLUSHALL, failover) and rebuilt from it. Reconciling is
+idempotent and safe on a live queue: it only adds what is missing, frees
+what the database says has ended, then refills free slots in order.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.conf import settings
+from django.db.models import Count, Max, Q
+from django.utils import timezone
+
+from executions.exceptions import QueueFull
+from executions.models import (
+    ACTIVE_STATUSES,
+    TERMINAL_STATUSES,
+    Action,
+    Execution,
+    ExecutionStatus,
+)
+from queues import dispatch
+from queues.gate import RestoreState, get_gate
+from queues.keys import QueueRef, lock_key
+from queues.policy import lease_ms, resolve_limit
+
+logger = logging.getLogger(__name__)
+S = ExecutionStatus
+RECONCILE_LOCK_TIMEOUT_SECONDS = 120
+RECONCILE_LOCK_WAIT_SECONDS = 60
+
+
+@dataclass
+class ReconcileReport:
+    action_ref: str
+    waiting_added: int = 0
+    active_added: int = 0
+    stale_freed: int = 0
+    granted: int = 0
+    requested_admitted: int = 0
+
+    def __str__(self) -> str:
+        return (
+            f"{self.action_ref}: +{self.waiting_added} waiting, +{self.active_added} active, "
+            f"{self.stale_freed} stale freed, {self.granted} granted, "
+            f"{self.requested_admitted} stranded requests admitted"
+        )
+
+
+def _ms(value: object) -> int:
+    return int(value.timestamp() * 1000) if value else 0  # type: ignore[attr-defined]
+
+
+def _database_state(action: Action) -> RestoreState:
+    executions = Execution.objects.filter(action=action)
+    totals = executions.aggregate(
+        seq=Max("queue_seq"),
+        grant_seq=Max("grant_seq"),
+        enqueued=Count("pk", filter=Q(queue_seq__isnull=False)),
+        terminal=Count("pk", filter=Q(status__in=TERMINAL_STATUSES)),
+        completed=Count("pk", filter=Q(status=S.COMPLETED)),
+    )
+    # An execution left `requested` but holding a seq was admitted and its
+    # process died before recording `queued`: it waits like the others.
+    waiting = list(
+        executions.filter(status__in=[S.QUEUED, S.REQUESTED], queue_seq__isnull=False)
+        .order_by("queue_seq")
+        .values_list("pk", "queue_seq", "enqueued_at", "created")
+    )
+    active = list(executions.filter(status__in=ACTIVE_STATUSES).values_list("pk", flat=True))
+    return RestoreState(
+        limit=resolve_limit(action),
+        seq=totals["seq"] or 0,
+        grant_seq=totals["grant_seq"] or 0,
+        total_enqueued=totals["enqueued"],
+        total_terminal=totals["terminal"],
+        total_completed=totals["completed"],
+        waiting=[(str(pk), int(seq), _ms(enqueued_at or created)) for pk, seq, enqueued_at, created in waiting],
+        active=[str(pk) for pk in active],
+    )
+
+
+def _free_stale(action: Action, queue: QueueRef) -> int:
+    """Free Redis entries whose execution has ended or no longer exists."""
+    gate = get_gate()
+    in_redis = set(gate.waiting_ids(queue)) | set(gate.active_ids(queue))
+    if not in_redis:
+        return 0
+    live = set(
+        str(pk)
+        for pk in Execution.objects.filter(pk__in=in_redis)
+        .exclude(status__in=TERMINAL_STATUSES)
+        .values_list("pk", flat=True)
+    )
+    freed = 0
+    for execution_id in in_redis - live:
+        execution = Execution.objects.filter(pk=execution_id).first()
+        if execution is None:
+            dispatch.forget(queue, execution_id)
+        else:
+            dispatch.withdraw(execution)
+        freed += 1
+    return freed
+
+
+def admit_stranded_requests(action: Action, *, older_than_seconds: float) -> int:
+    """Admit, in request order, executions committed as `requested` whose
+    gate step never happened (the process died between commit and Redis)."""
+    cutoff = timezone.now() - timedelta(seconds=older_than_seconds)
+    stranded = Execution.objects.filter(
+        action=action, status=S.REQUESTED, queue_seq__isnull=True, created__lt=cutoff
+    ).order_by("created", "pk")
+    admitted = 0
+    for execution in stranded.select_related("action__pack"):
+        try:
+            dispatch.admit(execution)
+        except QueueFull:
+            logger.warning("stranded execution %s rejected: queue full", execution.pk)
+        admitted += 1
+    return admitted
+
+
+def reconcile_action(action: Action, *, admit_requested: bool = True) -> ReconcileReport:
+    """Make one action's Redis state agree with the database."""
+    gate = get_gate()
+    queue = QueueRef(action.pk)
+    report = ReconcileReport(action.ref)
+    lock = gate.redis.lock(
+        lock_key(f"reconcile:{action.pk}"),
+        timeout=RECONCILE_LOCK_TIMEOUT_SECONDS,
+        blocking_timeout=RECONCILE_LOCK_WAIT_SECONDS,
+    )
+    with lock:
+        report.waiting_added, report.active_added = gate.restore(queue, _database_state(action), lease_ms=lease_ms())
+        report.stale_freed = _free_stale(action, queue)
+        report.granted = dispatch.refill(action)
+    if admit_requested:
+        report.requested_admitted = admit_stranded_requests(
+            action, older_than_seconds=float(settings.ATTUNE_REAPER_INTERVAL_SECONDS)
+        )
+    if report.waiting_added or report.active_added or report.stale_freed or report.requested_admitted:
+        logger.warning("reconciled %s", report)
+    return report
+
+
+def reconcile_all(*, admit_requested: bool = True) -> list[ReconcileReport]:
+    return [
+        reconcile_action(action, admit_requested=admit_requested)
+        for action in Action.objects.select_related("pack").order_by("pk")
+    ]
+
+
+def reconcile_missing() -> list[ReconcileReport]:
+    """Reconcile only the actions whose Redis state is gone; cheap enough to
+    run at every worker start and reaper pass."""
+    actions = list(Action.objects.select_related("pack").order_by("pk"))
+    snapshots = get_gate().snapshots([QueueRef(action.pk) for action in actions])
+    return [
+        reconcile_action(action)
+        for action, snapshot in zip(actions, snapshots, strict=True)
+        if not snapshot.exists
+    ]

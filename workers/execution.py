@@ -1,0 +1,107 @@
+"""Running one execution inside a Celery worker, and interpreting how the
+run ended. The task and the signal handlers call these."""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+from billiard.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded, WorkerLostError
+from django.utils import timezone
+
+from executions.models import Execution, ExecutionStatus
+from queues import dispatch, metrics
+from workers.core_actions import json_dumps_safe
+from workers.exceptions import ActionTimedOut, ExecutionCancelled
+from workers.lease import LeaseKeeper
+from workers.runners import RUNNERS
+
+S = ExecutionStatus
+
+
+@contextlib.contextmanager
+def sigterm_cancels() -> Iterator[None]:
+    """Turn SIGTERM (Celery's revoke with terminate) into ExecutionCancelled
+    in the running action, so its cleanup runs (a shell action's process
+    group is killed) and the pool process survives."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def _raise(signum: int, frame: object) -> None:
+        raise ExecutionCancelled("The execution was cancelled while running")
+
+    previous = signal.signal(signal.SIGTERM, _raise)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def run(execution_id: str, *, task_id: str, hostname: str) -> dict[str, Any]:
+    """Run the execution granted to ``task_id``.
+
+    Returns ``{"execution_id", "task_id", "result"}``, or with ``skipped``
+    when this message is not the current grant (a stale redelivery, or the
+    execution was cancelled before it started). Action failures propagate
+    as exceptions, for the task_failure listener.
+    """
+    started = Execution.objects.transition(
+        execution_id,
+        S.RUNNING,
+        expected=[S.SCHEDULED],
+        where={"celery_task_id": task_id},
+        started_at=timezone.now(),
+        worker=hostname or "",
+    )
+    outcome: dict[str, Any] = {"execution_id": execution_id, "task_id": task_id}
+    if not started:
+        return {**outcome, "skipped": True}
+    execution = Execution.objects.select_related("action").get(pk=execution_id)
+    metrics.started(execution)
+    action = execution.action
+    with LeaseKeeper(dispatch.queue_of(execution), execution_id), sigterm_cancels():
+        result = RUNNERS[action.runner](action.entrypoint, execution.parameters, float(action.timeout_seconds))
+    return {**outcome, "result": json_dumps_safe(result)}
+
+
+def status_for(exception: BaseException) -> str:
+    if isinstance(exception, (SoftTimeLimitExceeded, TimeLimitExceeded, ActionTimedOut)):
+        return S.TIMEOUT
+    if isinstance(exception, ExecutionCancelled):
+        return S.CANCELLED
+    if isinstance(exception, WorkerLostError):
+        return S.ABANDONED
+    return S.FAILED
+
+
+def record_success(outcome: dict[str, Any]) -> None:
+    execution_id, task_id = outcome["execution_id"], outcome["task_id"]
+    if outcome.get("skipped"):
+        # Only a cancel that beat the start leaves work to do: end it.
+        if Execution.objects.filter(pk=execution_id, status=S.CANCELING, celery_task_id=task_id).exists():
+            dispatch.finish(execution_id, S.CANCELLED, task_id=task_id, error="Cancelled before it started.")
+        return
+    dispatch.finish(execution_id, S.COMPLETED, task_id=task_id, result=outcome.get("result"))
+
+
+def record_failure(execution_id: str, task_id: str, exception: BaseException) -> None:
+    status = status_for(exception)
+    if status == S.TIMEOUT:
+        error = f"Timed out: ran longer than its timeout_seconds ({type(exception).__name__})."
+    else:
+        error = f"{type(exception).__name__}: {exception}"
+    dispatch.finish(
+        execution_id,
+        status,
+        task_id=task_id,
+        result=json_dumps_safe(getattr(exception, "result", None)),
+        error=error,
+    )
+
+
+def record_revoked(execution_id: str, task_id: str) -> None:
+    dispatch.finish(execution_id, S.CANCELLED, task_id=task_id, error="Cancelled.")
