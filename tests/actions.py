@@ -1,0 +1,21 @@
+"""Action callables used by the tests; workers import them by dotted path."""
+
+from __future__ import annotations
+
+import time
+
+from workers.exceptions import ActionError
+
+
+def fail_every_third(index: int, seconds: float = 0.0) -> dict[str, int]:
+    """Fails for index 2, 5, 8, ...: every third run of a 0-based sequence."""
+    if seconds:
+        time.sleep(seconds)
+    if index % 3 == 2:
+        raise ActionError(f"run {index} fails on purpose")
+    return {"index": index}
+
+
+def sleep_indexed(index: int, seconds: float = 0.0) -> dict[str, int]:
+    time.sleep(seconds)
+    return {"index": index}

@@ -1,0 +1,187 @@
+"""Shared fixtures: real PostgreSQL, real Redis, real `celery worker` processes.
+
+The suite talks to the services named by DATABASE_URL and REDIS_URL
+(scripts/test.sh sets them; tests/testenv.py gives the same defaults). The gate uses one
+Redis database and the Celery broker another, both flushed around every
+test that asks for `redis_db`.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = ROOT / "test-artifacts"
+
+
+def wait_until(predicate: Callable[[], Any], *, timeout: float, interval: float = 0.1, message: str = "") -> Any:
+    """Poll until ``predicate`` returns something truthy; fail the test
+    with ``message`` if it does not within ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout}s waiting for: {message or predicate}")
+        time.sleep(interval)
+
+
+@pytest.fixture
+def redis_db() -> Iterator[redis.Redis]:
+    """The gate's Redis, flushed (with the broker's) before and after."""
+    from django.conf import settings
+
+    gate_client = redis.Redis.from_url(settings.REDIS_URL, decode_responses=True)
+    broker_client = redis.Redis.from_url(settings.CELERY_BROKER_URL, decode_responses=True)
+    gate_client.flushdb()
+    broker_client.flushdb()
+    yield gate_client
+    gate_client.flushdb()
+    broker_client.flushdb()
+
+
+@pytest.fixture
+def core_pack(db: None) -> list[Any]:
+    from executions.core_pack import load_core_pack
+
+    return load_core_pack()
+
+
+@pytest.fixture
+def make_action(db: None) -> Callable[..., Any]:
+    """Factory: make_action("sleepy", entrypoint=..., concurrency_limit=2)."""
+    from executions.models import Action, Pack
+
+    def factory(name: str | None = None, *, pack: str = "test", **fields: Any) -> Action:
+        pack_obj, _ = Pack.objects.get_or_create(ref=pack)
+        defaults: dict[str, Any] = {
+            "runner": "python",
+            "entrypoint": "workers.core_actions.noop",
+            "parameters_schema": {"type": "object"},
+        }
+        defaults.update(fields)
+        return Action.objects.create(pack=pack_obj, name=name or f"a{uuid.uuid4().hex[:8]}", **defaults)
+
+    return factory
+
+
+@dataclass
+class WorkerProcess:
+    name: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+    env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        """Signal the worker's whole process group (main process and pool)."""
+        try:
+            os.killpg(self.process.pid, sig)
+        except ProcessLookupError:
+            pass
+
+    def stop(self, timeout: float = 15.0) -> None:
+        if self.process.poll() is None:
+            self.kill(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.kill(signal.SIGKILL)
+                self.process.wait(timeout=5)
+        # Pool children may outlive a killed parent for a moment.
+        self.kill(signal.SIGKILL)
+
+
+def _database_url_for_subprocesses() -> str:
+    """The URL of the test database pytest-django created, for workers."""
+    from django.db import connection
+
+    s = connection.settings_dict
+    if s["ENGINE"] != "django.db.backends.postgresql":
+        pytest.skip("worker tests need PostgreSQL (set DATABASE_URL to a postgres:// URL)")
+    password = f":{s['PASSWORD']}" if s.get("PASSWORD") else ""
+    return f"postgres://{s['USER']}{password}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 5432}/{s['NAME']}"
+
+
+@pytest.fixture
+def worker_factory(transactional_db: None, redis_db: redis.Redis, tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
+    """Start real `celery -A attune worker` processes against the test
+    database; every one is stopped at teardown."""
+    from django.conf import settings
+
+    started: list[WorkerProcess] = []
+
+    def start(
+        name: str | None = None,
+        *,
+        concurrency: int = 2,
+        queues: str = "default",
+        env: dict[str, str] | None = None,
+        wait: bool = True,
+    ) -> WorkerProcess:
+        name = name or f"w{len(started) + 1}-{uuid.uuid4().hex[:6]}"
+        log_path = tmp_path / f"{name}.log"
+        worker_env = {
+            **os.environ,
+            "DATABASE_URL": _database_url_for_subprocesses(),
+            "REDIS_URL": settings.REDIS_URL,
+            "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
+            "ATTUNE_LEASE_SECONDS": str(settings.ATTUNE_LEASE_SECONDS),
+            "ATTUNE_REAPER_INTERVAL_SECONDS": str(settings.ATTUNE_REAPER_INTERVAL_SECONDS),
+            "DATABASE_CONN_MAX_AGE": "0",
+            "PYTHONUNBUFFERED": "1",
+            **(env or {}),
+        }
+        with log_path.open("wb") as log:
+            process = subprocess.Popen(
+                [
+                    sys.executable, "-m", "celery", "-A", "attune", "worker",
+                    "-l", "info", "-Q", queues, "-c", str(concurrency), "-n", f"{name}@%h",
+                    "--without-gossip", "--without-mingle",
+                ],
+                cwd=ROOT,
+                env=worker_env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        worker = WorkerProcess(name, process, log_path, worker_env)
+        started.append(worker)
+        if wait:
+            wait_until(
+                lambda: " ready." in worker.log() or process.poll() is not None,
+                timeout=30,
+                message=f"worker {name} to be ready",
+            )
+            if process.poll() is not None:
+                pytest.fail(f"worker {name} exited at start:\n{worker.log()[-4000:]}")
+        return worker
+
+    yield start
+    for worker in started:
+        worker.stop()
+
+
+@pytest.fixture
+def artifacts_dir() -> Path:
+    ARTIFACTS.mkdir(exist_ok=True)
+    return ARTIFACTS

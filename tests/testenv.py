@@ -1,0 +1,8 @@
+"""Loaded with `-p tests.testenv` before Django is configured: the default
+services the suite talks to (scripts/test.sh sets the same)."""
+
+import os
+
+os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres")
+os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/15")
+os.environ.setdefault("CELERY_BROKER_URL", "redis://127.0.0.1:6379/14")
