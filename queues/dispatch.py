@@ -96,8 +96,12 @@ def admit(execution: Execution) -> Execution:
     metrics.enqueued(action.ref)
     if admission.outcome == "granted":
         assert admission.grant_seq is not None
-        _dispatch(queue, [Grant(str(execution.pk), admission.grant_seq)], action=action,
-                  admitted={"queue_seq": admission.seq, "enqueued_at": now})
+        _dispatch(
+            queue,
+            [Grant(str(execution.pk), admission.grant_seq)],
+            action=action,
+            admitted={"queue_seq": admission.seq, "enqueued_at": now},
+        )
     else:
         queued = Execution.objects.transition(
             execution.pk, S.QUEUED, expected=[S.REQUESTED], queue_seq=admission.seq, enqueued_at=now
@@ -210,7 +214,11 @@ def requeue(execution: Execution) -> bool:
     action = _load_action(execution.action_id)
     queue = queue_of(execution)
     back = Execution.objects.transition(
-        execution.pk, S.QUEUED, expected=[S.SCHEDULED, S.REQUESTED, S.QUEUED], celery_task_id="", scheduled_at=None
+        execution.pk,
+        S.QUEUED,
+        expected=[S.SCHEDULED, S.REQUESTED, S.QUEUED],
+        celery_task_id="",
+        scheduled_at=None,
     )
     if not back:
         return False

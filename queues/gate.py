@@ -140,7 +140,9 @@ class Gate:
         return Release(released=released == 1, initialized=released != -1, grants=grants)
 
     def dequeue(self, queue: QueueRef, execution_id: str, *, terminal_status: str) -> bool:
-        return bool(self._run("dequeue_v1", [queue.meta, queue.waiting, queue.since], [execution_id, terminal_status]))
+        return bool(
+            self._run("dequeue_v1", [queue.meta, queue.waiting, queue.since], [execution_id, terminal_status])
+        )
 
     def renew(self, queue: QueueRef, execution_ids: list[str], *, lease_ms: int) -> int:
         if not execution_ids:

@@ -47,7 +47,9 @@ def live_queues(actions: list[Action] | None = None) -> list[LiveQueue]:
             active_count=snap.active,
             max_concurrent=snap.limit,
             oldest_enqueued_at=_from_ms(snap.oldest_enqueued_ms),
-            oldest_age_seconds=None if snap.oldest_enqueued_ms is None else max(0, now_ms - snap.oldest_enqueued_ms) / 1000,
+            oldest_age_seconds=None
+            if snap.oldest_enqueued_ms is None
+            else max(0, now_ms - snap.oldest_enqueued_ms) / 1000,
             total_enqueued=snap.total_enqueued,
             total_completed=snap.total_completed,
             total_terminal=snap.total_terminal,

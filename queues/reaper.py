@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from django.conf import settings
-from redis.exceptions import LockError
 from django.utils import timezone
+from redis.exceptions import LockError
 
 from executions.models import TERMINAL_STATUSES, Action, Execution, ExecutionStatus
 from queues import dispatch, metrics
@@ -102,7 +102,9 @@ def reap_once() -> ReapReport:
             for execution_id in expired:
                 _reclaim(str(execution_id), QueueRef(action.pk), action, report)
         busy = set(
-            Execution.objects.filter(status__in=[S.QUEUED, S.REQUESTED]).values_list("action_id", flat=True).distinct()
+            Execution.objects.filter(status__in=[S.QUEUED, S.REQUESTED])
+            .values_list("action_id", flat=True)
+            .distinct()
         )
         for action in actions:
             if action.pk in busy:

@@ -80,7 +80,9 @@ def _database_state(action: Action) -> RestoreState:
         total_enqueued=totals["enqueued"],
         total_terminal=totals["terminal"],
         total_completed=totals["completed"],
-        waiting=[(str(pk), int(seq), _ms(enqueued_at or created)) for pk, seq, enqueued_at, created in waiting],
+        waiting=[
+            (str(pk), int(seq), _ms(enqueued_at or created)) for pk, seq, enqueued_at, created in waiting
+        ],
         active=[str(pk) for pk in active],
     )
 
@@ -136,7 +138,9 @@ def reconcile_action(action: Action, *, admit_requested: bool = True) -> Reconci
         blocking_timeout=RECONCILE_LOCK_WAIT_SECONDS,
     )
     with lock:
-        report.waiting_added, report.active_added = gate.restore(queue, _database_state(action), lease_ms=lease_ms())
+        report.waiting_added, report.active_added = gate.restore(
+            queue, _database_state(action), lease_ms=lease_ms()
+        )
         report.stale_freed = _free_stale(action, queue)
         report.granted = dispatch.refill(action)
     if admit_requested:

@@ -8,6 +8,7 @@ test that asks for `redis_db`.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -26,7 +27,9 @@ ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
 
 
-def wait_until(predicate: Callable[[], Any], *, timeout: float, interval: float = 0.1, message: str = "") -> Any:
+def wait_until(
+    predicate: Callable[[], Any], *, timeout: float, interval: float = 0.1, message: str = ""
+) -> Any:
     """Poll until ``predicate`` returns something truthy; fail the test
     with ``message`` if it does not within ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
@@ -94,10 +97,8 @@ class WorkerProcess:
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
         """Signal the worker's whole process group (main process and pool)."""
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(self.process.pid, sig)
-        except ProcessLookupError:
-            pass
 
     def stop(self, timeout: float = 15.0) -> None:
         if self.process.poll() is None:
@@ -123,7 +124,9 @@ def _database_url_for_subprocesses() -> str:
 
 
 @pytest.fixture
-def worker_factory(transactional_db: None, redis_db: redis.Redis, tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
+def worker_factory(
+    transactional_db: None, redis_db: redis.Redis, tmp_path: Path
+) -> Iterator[Callable[..., WorkerProcess]]:
     """Start real `celery -A attune worker` processes against the test
     database; every one is stopped at teardown."""
     from django.conf import settings
@@ -154,9 +157,22 @@ def worker_factory(transactional_db: None, redis_db: redis.Redis, tmp_path: Path
         with log_path.open("wb") as log:
             process = subprocess.Popen(
                 [
-                    sys.executable, "-m", "celery", "-A", "attune", "worker",
-                    "-l", "info", "-Q", queues, "-c", str(concurrency), "-n", f"{name}@%h",
-                    "--without-gossip", "--without-mingle",
+                    sys.executable,
+                    "-m",
+                    "celery",
+                    "-A",
+                    "attune",
+                    "worker",
+                    "-l",
+                    "info",
+                    "-Q",
+                    queues,
+                    "-c",
+                    str(concurrency),
+                    "-n",
+                    f"{name}@%h",
+                    "--without-gossip",
+                    "--without-mingle",
                 ],
                 cwd=ROOT,
                 env=worker_env,

@@ -39,7 +39,7 @@ def http_request(
         url, method=method.upper(), headers=headers or {}, data=body.encode() if body is not None else None
     )
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - the URL is the action's input
+        with urllib.request.urlopen(request, timeout=timeout) as response:
             payload = response.read(1024 * 1024).decode("utf-8", errors="replace")
             return {"status_code": response.status, "headers": dict(response.headers), "body": payload}
     except urllib.error.HTTPError as exc:

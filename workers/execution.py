@@ -64,7 +64,9 @@ def run(execution_id: str, *, task_id: str, hostname: str) -> dict[str, Any]:
     metrics.started(execution)
     action = execution.action
     with LeaseKeeper(dispatch.queue_of(execution), execution_id), sigterm_cancels():
-        result = RUNNERS[action.runner](action.entrypoint, execution.parameters, float(action.timeout_seconds))
+        result = RUNNERS[action.runner](
+            action.entrypoint, execution.parameters, float(action.timeout_seconds)
+        )
     return {**outcome, "result": json_dumps_safe(result)}
 
 

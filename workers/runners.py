@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import shlex
@@ -86,10 +87,8 @@ def run_shell(template: str, parameters: dict[str, Any], timeout_seconds: float)
 
 
 def _kill_group(process: subprocess.Popen[bytes]) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
 
 
 RUNNERS: dict[str, Callable[[str, dict[str, Any], float], Any]] = {

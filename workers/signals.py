@@ -26,8 +26,11 @@ def on_task_success(sender: Any = None, result: Any = None, **kwargs: Any) -> No
 
 @task_failure.connect(dispatch_uid="attune.task_failure")
 def on_task_failure(
-    sender: Any = None, task_id: str | None = None, exception: BaseException | None = None,
-    args: Any = None, **kwargs: Any,
+    sender: Any = None,
+    task_id: str | None = None,
+    exception: BaseException | None = None,
+    args: Any = None,
+    **kwargs: Any,
 ) -> None:
     if _is_run_task(sender) and args and task_id and exception is not None:
         execution.record_failure(str(args[0]), str(task_id), exception)

@@ -11,4 +11,6 @@ from workers import execution
 
 @shared_task(name="workers.run_execution", bind=True, ignore_result=True)
 def run_execution(self: Task, execution_id: str) -> dict[str, Any]:
-    return execution.run(execution_id, task_id=str(self.request.id), hostname=str(self.request.hostname or ""))
+    return execution.run(
+        execution_id, task_id=str(self.request.id), hostname=str(self.request.hostname or "")
+    )

@@ -39,7 +39,9 @@ def test_it_grants_1000_executions_in_request_order_never_more_than_5_at_once(
 def test_it_starts_in_request_order_with_limit_1_and_failures_release_their_slots(
     make_action: Any, worker_factory: Any
 ) -> None:
-    action = make_action("every_third_fails", entrypoint="tests.actions.fail_every_third", concurrency_limit=1)
+    action = make_action(
+        "every_third_fails", entrypoint="tests.actions.fail_every_third", concurrency_limit=1
+    )
     worker_factory(concurrency=2)
     worker_factory(concurrency=2)
 

@@ -24,10 +24,14 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("action_ref")
-        parser.add_argument("--param", action="append", default=[], help="name=value (value parsed as JSON if it can be)")
+        parser.add_argument(
+            "--param", action="append", default=[], help="name=value (value parsed as JSON if it can be)"
+        )
         parser.add_argument("--count", type=int, default=1)
         parser.add_argument("--concurrency", type=int, help="set the action's concurrency limit first")
-        parser.add_argument("--wait", action="store_true", help="wait for all to end and print the start order")
+        parser.add_argument(
+            "--wait", action="store_true", help="wait for all to end and print the start order"
+        )
         parser.add_argument("--timeout", type=float, default=300.0, help="seconds to wait with --wait")
 
     def handle(self, *args: Any, **options: Any) -> None:

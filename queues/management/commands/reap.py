@@ -12,14 +12,22 @@ class Command(BaseCommand):
     help = "Reclaim expired leases, time out overdue waits and admit stranded requests."
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--loop", action="store_true", help="run forever, every ATTUNE_REAPER_INTERVAL_SECONDS")
+        parser.add_argument(
+            "--loop", action="store_true", help="run forever, every ATTUNE_REAPER_INTERVAL_SECONDS"
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         interval = float(settings.ATTUNE_REAPER_INTERVAL_SECONDS)
         while True:
             report = reap_once()
-            if report.ran and (report.requeued or report.abandoned or report.freed or report.queue_timeouts
-                               or report.stranded_admitted or report.rebuilt):
+            if report.ran and (
+                report.requeued
+                or report.abandoned
+                or report.freed
+                or report.queue_timeouts
+                or report.stranded_admitted
+                or report.rebuilt
+            ):
                 self.stdout.write(str(report))
             if not options["loop"]:
                 if not report.ran:
