@@ -1,0 +1,165 @@
+"""Contract tests of the Lua scripts against a real Redis, without the database."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+import redis
+
+from queues.gate import Gate, RestoreState
+from queues.keys import QueueRef
+
+pytestmark = pytest.mark.integration
+LEASE_MS = 30_000
+
+
+@pytest.fixture
+def gate(redis_db: redis.Redis) -> Iterator[Gate]:
+    yield Gate(redis_db)
+
+
+@pytest.fixture
+def queue(gate: Gate) -> QueueRef:
+    queue = QueueRef(4242)
+    gate.restore(queue, RestoreState(None, 0, 0, 0, 0, 0, [], []), lease_ms=LEASE_MS)
+    return queue
+
+
+def admit(gate: Gate, queue: QueueRef, execution_id: str, limit: int | None = 2, max_waiting: int = 100):
+    return gate.admit(queue, execution_id, limit=limit, max_waiting=max_waiting, lease_ms=LEASE_MS)
+
+
+def test_it_keys_every_queue_by_the_action_hash_tag(queue: QueueRef) -> None:
+    assert all("{a4242}" in key for key in queue.all_keys())
+    assert len({key.split("}")[0] for key in queue.all_keys()}) == 1
+
+
+def test_it_refuses_to_admit_into_a_queue_that_was_never_built(gate: Gate) -> None:
+    assert admit(gate, QueueRef(1), "x").outcome == "uninitialized"
+    assert gate.redis.keys("*") == []
+
+
+def test_it_grants_while_slots_are_free_then_queues_in_order(gate: Gate, queue: QueueRef) -> None:
+    outcomes = [admit(gate, queue, f"e{i}") for i in range(5)]
+    assert [o.outcome for o in outcomes] == ["granted", "granted", "queued", "queued", "queued"]
+    assert [o.seq for o in outcomes] == [1, 2, 3, 4, 5]
+    assert [o.grant_seq for o in outcomes[:2]] == [1, 2]
+    assert [o.position for o in outcomes[2:]] == [1, 2, 3]
+    assert gate.waiting_ids(queue) == ["e2", "e3", "e4"]
+    assert gate.position(queue, "e3") == 2
+
+
+def test_it_reports_a_second_admit_of_the_same_execution_as_a_duplicate(gate: Gate, queue: QueueRef) -> None:
+    admit(gate, queue, "e0")
+    admit(gate, queue, "e1", limit=1)
+    assert admit(gate, queue, "e0").outcome == "duplicate"
+    assert admit(gate, queue, "e1", limit=1).outcome == "duplicate"
+    assert gate.redis.hget(queue.meta, "seq") == "2"
+
+
+def test_it_rejects_when_full_without_writing_anything(gate: Gate, queue: QueueRef) -> None:
+    admit(gate, queue, "e0", limit=1, max_waiting=2)
+    admit(gate, queue, "e1", limit=1, max_waiting=2)
+    admit(gate, queue, "e2", limit=1, max_waiting=2)
+    before = gate.redis.hgetall(queue.meta)
+    rejected = admit(gate, queue, "e3", limit=1, max_waiting=2)
+    assert (rejected.outcome, rejected.waiting) == ("full", 2)
+    assert gate.redis.hgetall(queue.meta) == before
+    assert gate.waiting_ids(queue) == ["e1", "e2"]
+
+
+def test_it_frees_a_slot_once_and_hands_it_to_the_head(gate: Gate, queue: QueueRef) -> None:
+    for i in range(4):
+        admit(gate, queue, f"e{i}")
+    first = gate.release(queue, "e0", limit=2, lease_ms=LEASE_MS, terminal_status="completed")
+    second = gate.release(queue, "e0", limit=2, lease_ms=LEASE_MS, terminal_status="completed")
+    assert first.released and [g.execution_id for g in first.grants] == ["e2"]
+    assert first.grants[0].grant_seq == 3
+    assert not second.released and second.grants == []
+    assert gate.redis.zcard(queue.active) == 2
+    meta = gate.redis.hgetall(queue.meta)
+    assert (meta["total_terminal"], meta["total_completed"]) == ("1", "1")
+
+
+def test_it_grants_several_heads_in_order_when_the_limit_rises(gate: Gate, queue: QueueRef) -> None:
+    for i in range(6):
+        admit(gate, queue, f"e{i}", limit=1)
+    refill = gate.release(queue, None, limit=4, lease_ms=LEASE_MS)
+    assert [g.execution_id for g in refill.grants] == ["e1", "e2", "e3"]
+    assert [g.grant_seq for g in refill.grants] == [2, 3, 4]
+    assert gate.waiting_ids(queue) == ["e4", "e5"]
+
+
+def test_it_puts_a_requeued_grant_back_at_the_head(gate: Gate, queue: QueueRef) -> None:
+    for i in range(4):
+        admit(gate, queue, f"e{i}", limit=1)
+    # e0 (seq 1) was granted but its task never started: back to the head.
+    result = gate.release(queue, "e0", limit=1, lease_ms=LEASE_MS, requeue_score=1)
+    assert result.released
+    assert [g.execution_id for g in result.grants] == ["e0"]
+    assert gate.waiting_ids(queue) == ["e1", "e2", "e3"]
+    assert gate.redis.hget(queue.meta, "total_terminal") in (None, "0")
+
+
+def test_it_removes_a_waiting_execution_and_keeps_the_others_order(gate: Gate, queue: QueueRef) -> None:
+    for i in range(5):
+        admit(gate, queue, f"e{i}", limit=1)
+    assert gate.dequeue(queue, "e2", terminal_status="cancelled") is True
+    assert gate.dequeue(queue, "e2", terminal_status="cancelled") is False
+    assert gate.waiting_ids(queue) == ["e1", "e3", "e4"]
+    assert gate.redis.hget(queue.meta, "total_terminal") == "1"
+    assert not gate.redis.hexists(queue.since, "e2")
+
+
+def test_it_renews_only_leases_still_held(gate: Gate, queue: QueueRef) -> None:
+    admit(gate, queue, "e0")
+    gate.release(queue, "e0", limit=2, lease_ms=LEASE_MS, terminal_status="completed")
+    admit(gate, queue, "e1")
+    assert gate.renew(queue, ["e0", "e1"], lease_ms=60_000) == 1
+    assert gate.active_ids(queue) == ["e1"]
+
+
+def test_it_lists_leases_past_their_deadline(gate: Gate, queue: QueueRef) -> None:
+    gate.admit(queue, "short", limit=5, max_waiting=10, lease_ms=1)
+    gate.admit(queue, "long", limit=5, max_waiting=10, lease_ms=60_000)
+    now = gate.now_ms() + 5
+    assert gate.expired(queue, now_ms=now) == ["short"]
+
+
+def test_it_merges_a_database_rebuild_without_losing_live_entries(gate: Gate, redis_db: redis.Redis) -> None:
+    queue = QueueRef(7)
+    state = RestoreState(
+        limit=2,
+        seq=10,
+        grant_seq=8,
+        total_enqueued=10,
+        total_terminal=7,
+        total_completed=5,
+        waiting=[("w9", 9, 1000), ("w10", 10, 2000)],
+        active=["a7", "a8"],
+    )
+    assert gate.restore(queue, state, lease_ms=LEASE_MS) == (2, 2)
+    assert gate.restore(queue, state, lease_ms=LEASE_MS) == (0, 0)
+    assert gate.waiting_ids(queue) == ["w9", "w10"]
+    assert sorted(gate.active_ids(queue)) == ["a7", "a8"]
+    # New numbers continue after the database's, never reusing one.
+    queued = admit(gate, queue, "new")
+    assert (queued.outcome, queued.seq) == ("queued", 11)
+    snapshot = gate.snapshots([queue])[0]
+    assert (snapshot.waiting, snapshot.active, snapshot.total_terminal) == (3, 2, 7)
+    assert snapshot.oldest_enqueued_ms == 1000
+
+
+def test_it_never_moves_counters_backwards_on_restore(gate: Gate, queue: QueueRef) -> None:
+    for i in range(3):
+        admit(gate, queue, f"e{i}")
+    gate.restore(queue, RestoreState(2, 1, 1, 1, 0, 0, [], []), lease_ms=LEASE_MS)
+    assert gate.redis.hget(queue.meta, "seq") == "3"
+    assert gate.redis.hget(queue.meta, "grant_seq") == "2"
+
+
+def test_it_grants_everything_at_once_when_unlimited(gate: Gate, queue: QueueRef) -> None:
+    outcomes = [admit(gate, queue, f"e{i}", limit=None) for i in range(50)]
+    assert {o.outcome for o in outcomes} == {"granted"}
+    assert gate.redis.zcard(queue.active) == 50
