@@ -11,7 +11,6 @@ late message or two racing processes change nothing twice.
 from __future__ import annotations
 
 import logging
-import uuid
 from collections import deque
 from typing import Any
 
@@ -147,7 +146,12 @@ def _dispatch(
     pending = deque(grants)
     while pending:
         grant = pending.popleft()
-        task_id = str(uuid.uuid4())
+        # One task id per execution, whatever the number of grants: if a
+        # grant is re-sent after its lease ran out (the worker holding the
+        # message was slow, not dead), whichever copy arrives first runs it
+        # and the other finds it no longer `scheduled`. A fresh id per send
+        # would instead push the execution behind the Celery backlog again.
+        task_id = grant.execution_id
         now = timezone.now()
         scheduled = Execution.objects.transition(
             grant.execution_id,
@@ -213,13 +217,12 @@ def requeue(execution: Execution) -> bool:
     """
     action = _load_action(execution.action_id)
     queue = queue_of(execution)
-    back = Execution.objects.transition(
-        execution.pk,
-        S.QUEUED,
-        expected=[S.SCHEDULED, S.REQUESTED, S.QUEUED],
-        celery_task_id="",
-        scheduled_at=None,
-    )
+    if execution.status == S.SCHEDULED:
+        back = Execution.objects.transition(execution.pk, S.QUEUED, expected=[S.SCHEDULED], scheduled_at=None)
+    else:
+        # Granted in Redis, but the process died before recording it: the
+        # row still says it waits, which is where it is going back to.
+        back = execution.status in (S.REQUESTED, S.QUEUED)
     if not back:
         return False
     score = execution.queue_seq if execution.queue_seq is not None else 0

@@ -84,7 +84,8 @@ def record_success(outcome: dict[str, Any]) -> None:
     execution_id, task_id = outcome["execution_id"], outcome["task_id"]
     if outcome.get("skipped"):
         # Only a cancel that beat the start leaves work to do: end it.
-        if Execution.objects.filter(pk=execution_id, status=S.CANCELING, celery_task_id=task_id).exists():
+        never_started = {"status": S.CANCELING, "celery_task_id": task_id, "started_at__isnull": True}
+        if Execution.objects.filter(pk=execution_id, **never_started).exists():
             dispatch.finish(execution_id, S.CANCELLED, task_id=task_id, error="Cancelled before it started.")
         return
     dispatch.finish(execution_id, S.COMPLETED, task_id=task_id, result=outcome.get("result"))
