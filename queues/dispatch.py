@@ -105,13 +105,15 @@ def admit(execution: Execution) -> Execution:
         queued = Execution.objects.transition(
             execution.pk, S.QUEUED, expected=[S.REQUESTED], queue_seq=admission.seq, enqueued_at=now
         )
-        if not queued:
-            # Someone moved it first: a release granted it a slot already
-            # (fine, record its seq), or a cancel ended it (take it back out).
-            Execution.objects.filter(pk=execution.pk).update(queue_seq=admission.seq, enqueued_at=now)
-            current = Execution.objects.get(pk=execution.pk)
-            if current.status in TERMINAL_STATUSES:
-                withdraw(current)
+        if queued:
+            execution.status = S.QUEUED
+            return execution
+        # Someone moved it first: a release granted it a slot already
+        # (fine, record its seq), or a cancel ended it (take it back out).
+        Execution.objects.filter(pk=execution.pk).update(queue_seq=admission.seq, enqueued_at=now)
+        current = Execution.objects.get(pk=execution.pk)
+        if current.status in TERMINAL_STATUSES:
+            withdraw(current)
     execution.refresh_from_db()
     return execution
 
@@ -183,13 +185,13 @@ def _dispatch(
             )
 
 
-def release(execution: Execution) -> bool:
+def release(execution: Execution, action: Action | None = None) -> bool:
     """Free a terminal execution's slot and start the next in line.
 
     Returns whether this call freed the slot; a duplicate frees nothing.
     """
     assert execution.status in TERMINAL_STATUSES, execution.status
-    action = _load_action(execution.action_id)
+    action = action or _load_action(execution.action_id)
     queue = queue_of(execution)
     result = get_gate().release(
         queue,
@@ -295,9 +297,9 @@ def finish(
     done = Execution.objects.transition(execution_id, status, expected=expected, where=where, **fields)
     if not done:
         Execution.objects.transition(execution_id, S.CANCELLED, expected=[S.CANCELING], where=where, **fields)
-    execution = Execution.objects.filter(pk=execution_id).first()
+    execution = Execution.objects.select_related("action__pack").filter(pk=execution_id).first()
     if execution is None or (task_id and execution.celery_task_id != task_id):
         return execution
     if execution.status in TERMINAL_STATUSES:
-        release(execution)
+        release(execution, execution.action)
     return execution
