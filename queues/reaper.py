@@ -63,6 +63,17 @@ def _reclaim(execution_id: str, queue: QueueRef, action: Action, report: ReapRep
         report.abandoned += 1
 
 
+def _in_queue_order(execution_ids: list[str]) -> list[str]:
+    """Expired leases sorted by queue seq. Each grant put back goes to the
+    head and takes the slot just freed, so putting them back in any other
+    order would start a later request first."""
+    if len(execution_ids) < 2:
+        return execution_ids
+    rows = Execution.objects.filter(pk__in=execution_ids).values_list("pk", "queue_seq")
+    seqs = {str(pk): seq for pk, seq in rows}
+    return sorted(execution_ids, key=lambda pk: (seqs.get(pk) is None, seqs.get(pk) or 0))
+
+
 def _expire_waiting(action: Action, report: ReapReport) -> None:
     cutoff = timezone.now() - timedelta(seconds=action.queue_timeout_seconds)
     overdue = Execution.objects.filter(
@@ -99,8 +110,8 @@ def reap_once() -> ReapReport:
         for action in actions:
             pipe.zrangebyscore(QueueRef(action.pk).active, "-inf", now_ms)
         for action, expired in zip(actions, pipe.execute(), strict=True):
-            for execution_id in expired:
-                _reclaim(str(execution_id), QueueRef(action.pk), action, report)
+            for execution_id in _in_queue_order([str(member) for member in expired]):
+                _reclaim(execution_id, QueueRef(action.pk), action, report)
         busy = set(
             Execution.objects.filter(status__in=[S.QUEUED, S.REQUESTED])
             .values_list("action_id", flat=True)
