@@ -1,0 +1,121 @@
+"""Helpers for the fault tests: the processes production runs besides the
+workers (the reaper, management commands), and the invariants every
+fault test ends by checking."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import redis
+
+from executions.models import TERMINAL_STATUSES, Action, Execution, ExecutionStatus
+from queues.gate import get_gate
+from queues.keys import QueueRef
+from tests.conftest import ROOT, WorkerProcess, _database_url_for_subprocesses
+
+S = ExecutionStatus
+# Celery's keys in the broker database: the task queue (kombu adds a suffix
+# per priority step) and the messages a worker took but never acknowledged.
+BROKER_QUEUE = "default"
+BROKER_UNACKED = "unacked"
+
+
+def subprocess_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment worker_factory gives workers, for the other commands."""
+    from django.conf import settings
+
+    return {
+        **os.environ,
+        "DATABASE_URL": _database_url_for_subprocesses(),
+        "REDIS_URL": settings.REDIS_URL,
+        "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
+        "ATTUNE_LEASE_SECONDS": str(settings.ATTUNE_LEASE_SECONDS),
+        "ATTUNE_REAPER_INTERVAL_SECONDS": str(settings.ATTUNE_REAPER_INTERVAL_SECONDS),
+        "DATABASE_CONN_MAX_AGE": "0",
+        "PYTHONUNBUFFERED": "1",
+        **(extra or {}),
+    }
+
+
+def start_manage_loop(name: str, args: list[str], log_path: Path) -> WorkerProcess:
+    """Start a long-running `manage.py` command in its own process group."""
+    env = subprocess_env()
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "manage.py", *args],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    return WorkerProcess(name, process, log_path, env)
+
+
+def run_manage(*args: str, timeout: float = 120) -> str:
+    """Run a `manage.py` command to completion; return its output."""
+    completed = subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env=subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    return completed.stdout
+
+
+@dataclass(frozen=True)
+class BrokerBacklog:
+    queued: int
+    unacked: int
+
+
+def broker_backlog(broker: redis.Redis) -> BrokerBacklog:
+    """Task messages still in the broker. ``broker`` must decode responses."""
+    queued = sum(
+        int(broker.llen(key)) for key in broker.scan_iter(f"{BROKER_QUEUE}*") if broker.type(key) == "list"
+    )
+    return BrokerBacklog(queued=queued, unacked=int(broker.hlen(BROKER_UNACKED)))
+
+
+def terminal_counts(action: Action) -> dict[str, int]:
+    """What the gate's counters should read, computed from the table."""
+    gated = Execution.objects.filter(action=action, queue_seq__isnull=False)
+    return {
+        "total_enqueued": gated.count(),
+        "total_terminal": gated.filter(status__in=TERMINAL_STATUSES).count(),
+        "total_completed": gated.filter(status=S.COMPLETED).count(),
+    }
+
+
+def assert_gate_drained_and_counted(actions: Iterable[Action]) -> None:
+    """Every queue empty, no slot held, and the Redis counters equal the
+    counts over the executions table."""
+    actions = list(actions)
+    snapshots = get_gate().snapshots([QueueRef(action.pk) for action in actions])
+    for action, snapshot in zip(actions, snapshots, strict=True):
+        assert snapshot.exists, f"{action.ref}: no queue state in Redis"
+        assert (snapshot.waiting, snapshot.active) == (0, 0), (
+            f"{action.ref}: {snapshot.waiting} still waiting, {snapshot.active} slots still held"
+        )
+        redis_totals = {
+            "total_enqueued": snapshot.total_enqueued,
+            "total_terminal": snapshot.total_terminal,
+            "total_completed": snapshot.total_completed,
+        }
+        assert redis_totals == terminal_counts(action), action.ref
+
+
+def statuses(ids: Iterable[str]) -> dict[str, str]:
+    return {
+        str(pk): status
+        for pk, status in Execution.objects.filter(pk__in=list(ids)).values_list("pk", "status")
+    }
