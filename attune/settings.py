@@ -122,6 +122,11 @@ ATTUNE_REAPER_INTERVAL_SECONDS: float = env_float("ATTUNE_REAPER_INTERVAL_SECOND
 ATTUNE_HARD_TIMEOUT_GRACE_SECONDS: float = env_float("ATTUNE_HARD_TIMEOUT_GRACE_SECONDS", 10.0, minimum=1.0)
 # Prefix of every Redis key the gate owns (see queues/keys.py).
 ATTUNE_REDIS_PREFIX = env_str("ATTUNE_REDIS_PREFIX", "attune")
+# Port on which a Celery worker's main process serves /metrics for itself and
+# its pool processes (docs/ops-runbook-queues.md); 0 turns the exporter off.
+ATTUNE_WORKER_METRICS_PORT: int = env_int("ATTUNE_WORKER_METRICS_PORT", 9808, minimum=0) or 0
+# The same for `manage.py reap --loop`, which records lease reclaims and queue timeouts.
+ATTUNE_REAPER_METRICS_PORT: int = env_int("ATTUNE_REAPER_METRICS_PORT", 9809, minimum=0) or 0
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [

@@ -11,6 +11,7 @@ late message or two racing processes change nothing twice.
 from __future__ import annotations
 
 import logging
+import time
 from collections import deque
 from typing import Any
 
@@ -118,7 +119,7 @@ def admit(execution: Execution) -> Execution:
     return execution
 
 
-def _send(execution_id: str, task_id: str, action: Action) -> None:
+def _send(execution_id: str, task_id: str, action: Action, released_at: float | None = None) -> None:
     timeout = float(action.timeout_seconds)
     current_app.send_task(
         RUN_TASK,
@@ -127,6 +128,9 @@ def _send(execution_id: str, task_id: str, action: Action) -> None:
         queue=action.celery_queue,
         soft_time_limit=timeout,
         time_limit=timeout + float(settings.ATTUNE_HARD_TIMEOUT_GRACE_SECONDS),
+        # With the grant goes when its slot was freed, for the hand-off time
+        # observed at start; a worker that does not know the header ignores it.
+        headers={} if released_at is None else {metrics.RELEASED_AT_HEADER: released_at},
     )
 
 
@@ -136,18 +140,21 @@ def _dispatch(
     *,
     action: Action | None = None,
     admitted: dict[str, Any] | None = None,
+    released_at: float | None = None,
 ) -> None:
     """Record each grant as ``scheduled`` and send its task.
 
-    A grant whose execution ended meanwhile (cancelled or timed out while
-    the slot was on its way) hands the slot straight on to the next head.
+    ``released_at`` is when the slots of ``grants`` were freed (None: they
+    were free already, on admission or a limit change). A grant whose
+    execution ended meanwhile (cancelled or timed out while the slot was on
+    its way) hands the slot straight on to the next head.
     """
     if not grants:
         return
     action = action or _load_action(queue.action_id)
-    pending = deque(grants)
+    pending = deque((grant, released_at) for grant in grants)
     while pending:
-        grant = pending.popleft()
+        grant, released_at = pending.popleft()
         # One task id per execution, whatever the number of grants: if a
         # grant is re-sent after its lease ran out (the worker holding the
         # message was slow, not dead), whichever copy arrives first runs it
@@ -167,10 +174,11 @@ def _dispatch(
         admitted = None
         if scheduled:
             metrics.granted(action.ref, grant.execution_id)
-            _send(grant.execution_id, task_id, action)
+            _send(grant.execution_id, task_id, action, released_at)
             continue
         current = Execution.objects.filter(pk=grant.execution_id).values_list("status", flat=True).first()
         if current is None or current in TERMINAL_STATUSES:
+            passed_on_at = time.time()
             result = get_gate().release(
                 queue,
                 grant.execution_id,
@@ -178,7 +186,12 @@ def _dispatch(
                 lease_ms=lease_ms(),
                 terminal_status=current or S.CANCELLED,
             )
-            pending.extend(result.grants)
+            ended = Execution.objects.filter(pk=grant.execution_id).first() if result.released else None
+            if ended is not None:
+                # The withdraw racing this grant found the slot taken and
+                # freed nothing; this release is the one that ends it.
+                metrics.terminal(ended)
+            pending.extend((next_grant, passed_on_at) for next_grant in result.grants)
         else:
             logger.warning(
                 "grant for execution %s found it %s; left to the reaper", grant.execution_id, current
@@ -193,6 +206,7 @@ def release(execution: Execution, action: Action | None = None) -> bool:
     assert execution.status in TERMINAL_STATUSES, execution.status
     action = action or _load_action(execution.action_id)
     queue = queue_of(execution)
+    released_at = time.time()
     result = get_gate().release(
         queue,
         str(execution.pk),
@@ -207,7 +221,7 @@ def release(execution: Execution, action: Action | None = None) -> bool:
         return False
     if result.released:
         metrics.terminal(execution)
-    _dispatch(queue, result.grants, action=action)
+    _dispatch(queue, result.grants, action=action, released_at=released_at if result.released else None)
     return result.released
 
 
@@ -228,10 +242,11 @@ def requeue(execution: Execution) -> bool:
     if not back:
         return False
     score = execution.queue_seq if execution.queue_seq is not None else 0
+    released_at = time.time()
     result = get_gate().release(
         queue, str(execution.pk), limit=resolve_limit(action), lease_ms=lease_ms(), requeue_score=score
     )
-    _dispatch(queue, result.grants, action=action)
+    _dispatch(queue, result.grants, action=action, released_at=released_at if result.released else None)
     return result.released
 
 
@@ -252,10 +267,11 @@ def forget(queue: QueueRef, execution_id: str) -> None:
     if gate.dequeue(queue, execution_id, terminal_status=S.CANCELLED):
         return
     action = _load_action(queue.action_id)
+    released_at = time.time()
     result = gate.release(
         queue, execution_id, limit=resolve_limit(action), lease_ms=lease_ms(), terminal_status=S.CANCELLED
     )
-    _dispatch(queue, result.grants, action=action)
+    _dispatch(queue, result.grants, action=action, released_at=released_at if result.released else None)
 
 
 def refill(action: Action) -> int:

@@ -41,8 +41,12 @@ def sigterm_cancels() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def run(execution_id: str, *, task_id: str, hostname: str) -> dict[str, Any]:
-    """Run the execution granted to ``task_id``.
+def run(
+    execution_id: str, *, task_id: str, hostname: str, released_at: float | None = None
+) -> dict[str, Any]:
+    """Run the execution granted to ``task_id``. ``released_at`` is when the
+    slot it was granted was freed by another execution (the grant's header),
+    for the hand-off metric.
 
     Returns ``{"execution_id", "task_id", "result"}``, or with ``skipped``
     when this message is not the current grant (a stale redelivery, or the
@@ -61,7 +65,7 @@ def run(execution_id: str, *, task_id: str, hostname: str) -> dict[str, Any]:
     if not started:
         return {**outcome, "skipped": True}
     execution = Execution.objects.select_related("action").get(pk=execution_id)
-    metrics.started(execution)
+    metrics.started(execution, released_at)
     action = execution.action
     with LeaseKeeper(dispatch.queue_of(execution), execution_id), sigterm_cancels():
         result = RUNNERS[action.runner](

@@ -11,6 +11,7 @@ from django.conf import settings
 from django.db import close_old_connections
 from django.utils import timezone
 
+from queues import metrics
 from queues.reconcile import reconcile_missing
 from workers.models import Worker, WorkerStatus
 
@@ -43,6 +44,8 @@ def _beat(hostname: str) -> None:
 def worker_started(sender: Any) -> None:
     """Register the worker, start its heartbeat, and rebuild any queue whose
     Redis state is missing (Redis restarted while the fleet was down)."""
+    # The worker's own metrics and its pool processes' (queues/metrics.py).
+    metrics.start_exporter(settings.ATTUNE_WORKER_METRICS_PORT, role="worker")
     hostname = _hostname(sender)
     now = timezone.now()
     Worker.objects.update_or_create(

@@ -6,11 +6,22 @@ from typing import Any
 
 from celery import Task, shared_task
 
+from queues.metrics import RELEASED_AT_HEADER
 from workers import execution
+
+
+def _seconds(value: Any) -> float | None:
+    try:
+        return None if value is None else float(value)
+    except (TypeError, ValueError):
+        return None
 
 
 @shared_task(name="workers.run_execution", bind=True, ignore_result=True)
 def run_execution(self: Task, execution_id: str) -> dict[str, Any]:
     return execution.run(
-        execution_id, task_id=str(self.request.id), hostname=str(self.request.hostname or "")
+        execution_id,
+        task_id=str(self.request.id),
+        hostname=str(self.request.hostname or ""),
+        released_at=_seconds(self.request.get(RELEASED_AT_HEADER)),
     )

@@ -5,6 +5,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 from django.db import close_old_connections
 
+from queues import metrics
 from queues.reaper import reap_once
 
 
@@ -18,6 +19,9 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         interval = float(settings.ATTUNE_REAPER_INTERVAL_SECONDS)
+        if options["loop"]:
+            # Lease reclaims and queue timeouts are counted here, nowhere else.
+            metrics.start_exporter(settings.ATTUNE_REAPER_METRICS_PORT, role="reaper")
         while True:
             report = reap_once()
             if report.ran and (
