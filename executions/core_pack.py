@@ -53,7 +53,7 @@ CORE_ACTIONS: list[dict[str, Any]] = [
         "name": "local",
         "label": "Run a shell command",
         "runner": "shell",
-        "entrypoint": "{cmd}",
+        "entrypoint": "{cmd:raw}",
         "parameters_schema": {
             "type": "object",
             "properties": {"cmd": {"type": "string", "minLength": 1}},

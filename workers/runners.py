@@ -7,6 +7,7 @@ import importlib
 import os
 import shlex
 import signal
+import string
 import subprocess
 from collections.abc import Callable
 from typing import Any
@@ -38,12 +39,21 @@ def run_python(entrypoint: str, parameters: dict[str, Any], timeout_seconds: flo
     return load_callable(entrypoint)(**parameters)
 
 
+class _ShellFormatter(string.Formatter):
+    def format_field(self, value: Any, format_spec: str) -> str:
+        # `{name:raw}` is for an action whose parameter *is* the command
+        # (core.local): its author chose to run whatever the caller sends.
+        if format_spec == "raw":
+            return str(value)
+        return shlex.quote(format(value, format_spec))
+
+
 def render_command(template: str, parameters: dict[str, Any]) -> str:
     """Fill {name} placeholders with shell-quoted parameter values, so a
-    parameter can never inject shell syntax."""
-    quoted = {name: shlex.quote(str(value)) for name, value in parameters.items()}
+    parameter can never inject shell syntax; {name:raw} inserts the value
+    as shell code."""
     try:
-        return template.format(**quoted)
+        return _ShellFormatter().format(template, **parameters)
     except KeyError as exc:
         raise ActionError(f"Command template needs parameter {exc}") from exc
 
