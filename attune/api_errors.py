@@ -1,14 +1,96 @@
-"""One error shape for the whole API: {"error": "...", "detail": ...}."""
+"""One error shape for the whole API: {"error": "...", "detail": ...}.
+
+Domain errors from the services map to their HTTP status here, so views
+only call a service and let its errors rise.
+"""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import DatabaseError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
+from rest_framework.views import set_rollback
+
+from executions.exceptions import (
+    ActionDisabled,
+    ActionNotFound,
+    AlreadyTerminal,
+    AttuneError,
+    ExecutionNotFound,
+    IllegalTransition,
+    InvalidParameters,
+    QueueFull,
+)
+from queues.exceptions import QueueStatsNotFound
+
+logger = logging.getLogger(__name__)
+UNAVAILABLE_RETRY_AFTER_SECONDS = 5
+
+DOMAIN_STATUS: list[tuple[type[AttuneError], int]] = [
+    (ActionNotFound, status.HTTP_404_NOT_FOUND),
+    (ExecutionNotFound, status.HTTP_404_NOT_FOUND),
+    (QueueStatsNotFound, status.HTTP_404_NOT_FOUND),
+    (ActionDisabled, status.HTTP_409_CONFLICT),
+    (AlreadyTerminal, status.HTTP_409_CONFLICT),
+    (IllegalTransition, status.HTTP_409_CONFLICT),
+    (InvalidParameters, status.HTTP_400_BAD_REQUEST),
+    (QueueFull, status.HTTP_429_TOO_MANY_REQUESTS),
+]
+
+
+def _domain_response(exc: Exception) -> Response | None:
+    if isinstance(exc, AttuneError):
+        code = next(
+            (code for cls, code in DOMAIN_STATUS if isinstance(exc, cls)), status.HTTP_400_BAD_REQUEST
+        )
+        body: dict[str, Any] = {"error": str(exc)}
+        headers: dict[str, str] = {}
+        if isinstance(exc, InvalidParameters) and exc.field:
+            body["field"] = exc.field
+        if isinstance(exc, QueueFull):
+            headers["Retry-After"] = str(exc.retry_after_seconds)
+        return Response(body, status=code, headers=headers)
+    if isinstance(exc, RedisConnectionError | RedisTimeoutError | DatabaseError):
+        # An outage of a backing store is not the client's fault, nor a bug:
+        # say so, and when to come back.
+        logger.exception("backing store unavailable")
+        return Response(
+            {"error": "Service temporarily unavailable: a backing store (Redis or the database) failed"},
+            status=status.HTTP_503_SERVICE_UNAVAILABLE,
+            headers={"Retry-After": str(UNAVAILABLE_RETRY_AFTER_SECONDS)},
+        )
+    return None
+
+
+def _summary(data: Any) -> str:
+    """The first problem in a DRF validation error, with the field it names."""
+    path: list[str] = []
+    while isinstance(data, dict | list) and data:
+        if isinstance(data, dict):
+            key, data = next(iter(data.items()))
+            if key != "non_field_errors":
+                path.append(str(key))
+        else:
+            data = data[0]
+    message = str(data) if data not in ({}, []) else "Invalid request"
+    return f"{'.'.join(path)}: {message}" if path else message
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    domain = _domain_response(exc)
+    if domain is not None:
+        set_rollback()
+        return domain
+    if isinstance(exc, DjangoValidationError):
+        # A model's full_clean() in a service: the same 400 as a serializer's.
+        exc = serializers.ValidationError(serializers.as_serializer_error(exc))
     response = drf_exception_handler(exc, context)
     if response is None:
         return None
@@ -16,5 +98,5 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     if isinstance(data, dict) and "detail" in data and len(data) == 1:
         response.data = {"error": str(data["detail"])}
     elif isinstance(data, dict | list):
-        response.data = {"error": "Invalid request", "detail": data}
+        response.data = {"error": _summary(data), "detail": data}
     return response

@@ -122,6 +122,12 @@ ATTUNE_REAPER_INTERVAL_SECONDS: float = env_float("ATTUNE_REAPER_INTERVAL_SECOND
 ATTUNE_HARD_TIMEOUT_GRACE_SECONDS: float = env_float("ATTUNE_HARD_TIMEOUT_GRACE_SECONDS", 10.0, minimum=1.0)
 # Prefix of every Redis key the gate owns (see queues/keys.py).
 ATTUNE_REDIS_PREFIX = env_str("ATTUNE_REDIS_PREFIX", "attune")
+# Whether workers persist the live queue counters into queue_stats (see queues/stats.py).
+ATTUNE_STATS_FLUSH_ENABLED: bool = env_bool("ATTUNE_STATS_FLUSH_ENABLED", True)
+# The longest a queue_stats row may lag the live counters, in seconds.
+ATTUNE_STATS_FLUSH_INTERVAL_SECONDS: float = env_float(
+    "ATTUNE_STATS_FLUSH_INTERVAL_SECONDS", 1.0, minimum=0.05
+)
 # Port on which a Celery worker's main process serves /metrics for itself and
 # its pool processes (docs/ops-runbook-queues.md); 0 turns the exporter off.
 ATTUNE_WORKER_METRICS_PORT: int = env_int("ATTUNE_WORKER_METRICS_PORT", 9808, minimum=0) or 0
@@ -146,6 +152,10 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Actions, executions and per-action FIFO concurrency queues.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # Tags by resource (packs, actions, executions, queue-stats), not by "v1".
+    "SCHEMA_PATH_PREFIX": r"/api/v[0-9]+",
+    # Read-only fields (ids, refs, timestamps) stay out of the request bodies.
+    "COMPONENT_SPLIT_REQUEST": True,
 }
 
 LOGGING = {

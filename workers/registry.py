@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from queues import metrics
 from queues.reconcile import reconcile_missing
+from queues.stats import start_worker_flusher, stop_worker_flusher
 from workers.models import Worker, WorkerStatus
 
 logger = logging.getLogger(__name__)
@@ -42,8 +43,9 @@ def _beat(hostname: str) -> None:
 
 
 def worker_started(sender: Any) -> None:
-    """Register the worker, start its heartbeat, and rebuild any queue whose
-    Redis state is missing (Redis restarted while the fleet was down)."""
+    """Register the worker, start its heartbeat, rebuild any queue whose
+    Redis state is missing (Redis restarted while the fleet was down), and
+    start its queue stats flusher (one in the fleet flushes at a time)."""
     # The worker's own metrics and its pool processes' (queues/metrics.py).
     metrics.start_exporter(settings.ATTUNE_WORKER_METRICS_PORT, role="worker")
     hostname = _hostname(sender)
@@ -65,10 +67,12 @@ def worker_started(sender: Any) -> None:
             logger.info("worker start rebuilt queue %s", report)
     except Exception:  # Redis or the database not ready yet: the reaper retries
         logger.exception("reconcile at worker start failed")
+    start_worker_flusher()
 
 
 def worker_stopped(sender: Any) -> None:
     _heartbeat_stop.set()
+    stop_worker_flusher()
     Worker.objects.filter(hostname=_hostname(sender)).update(
         status=WorkerStatus.OFFLINE, stopped=timezone.now()
     )

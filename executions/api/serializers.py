@@ -1,0 +1,146 @@
+"""Request parsing and response shapes of the packs, actions and executions API.
+
+Serializers only parse and present; saving goes through executions.catalog,
+requesting and cancelling through executions.services.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from executions import catalog
+from executions.models import Action, Execution, Pack
+from queues.policy import resolve_limit
+from queues.services import WaitingInfo, waiting_info
+
+
+class ErrorSerializer(serializers.Serializer):
+    """Every error response: a message naming the problem, and for
+    validation errors the field-by-field detail."""
+
+    error = serializers.CharField()
+    field = serializers.CharField(required=False, help_text="The offending field, when one is to blame.")
+    detail = serializers.JSONField(required=False, help_text="Field-by-field validation errors.")
+
+
+class PackSerializer(serializers.ModelSerializer):
+    """A pack's ref cannot change once created; catalog.update_pack refuses it."""
+
+    class Meta:
+        model = Pack
+        fields = ["ref", "label", "description", "concurrency_limit"]
+
+    def create(self, validated_data: dict[str, Any]) -> Pack:
+        return catalog.create_pack(**validated_data)
+
+    def update(self, instance: Pack, validated_data: dict[str, Any]) -> Pack:
+        return catalog.update_pack(instance, **validated_data)
+
+
+class ActionSerializer(serializers.ModelSerializer):
+    """An action's pack and name (its ref) cannot change once created;
+    catalog.update_action refuses it."""
+
+    pack = serializers.SlugRelatedField(slug_field="ref", queryset=Pack.objects.all())
+    effective_concurrency_limit = serializers.SerializerMethodField(
+        help_text="The limit in force: the action's own, else its pack's, else the global default; "
+        "null means unlimited."
+    )
+
+    class Meta:
+        model = Action
+        fields = [
+            "ref",
+            "pack",
+            "name",
+            "label",
+            "description",
+            "runner",
+            "entrypoint",
+            "parameters_schema",
+            "timeout_seconds",
+            "enabled",
+            "celery_queue",
+            "concurrency_limit",
+            "effective_concurrency_limit",
+            "max_queue_length",
+            "queue_timeout_seconds",
+        ]
+        read_only_fields = ["ref"]
+
+    @extend_schema_field(serializers.IntegerField(allow_null=True))
+    def get_effective_concurrency_limit(self, action: Action) -> int | None:
+        return resolve_limit(action)
+
+    def create(self, validated_data: dict[str, Any]) -> Action:
+        return catalog.create_action(**validated_data)
+
+    def update(self, instance: Action, validated_data: dict[str, Any]) -> Action:
+        return catalog.update_action(instance, **validated_data)
+
+
+class ExecutionRequestSerializer(serializers.Serializer):
+    action = serializers.CharField(max_length=201, help_text="The action's ref, e.g. core.http_request.")
+    parameters = serializers.JSONField(
+        required=False,
+        allow_null=True,
+        help_text="A JSON object checked against the action's parameters_schema; empty if omitted.",
+    )
+
+
+class ExecutionSerializer(serializers.ModelSerializer):
+    action = serializers.CharField(source="action_ref", read_only=True)
+
+    class Meta:
+        model = Execution
+        fields = [
+            "id",
+            "action",
+            "status",
+            "parameters",
+            "result",
+            "error",
+            "created",
+            "enqueued_at",
+            "scheduled_at",
+            "started_at",
+            "completed_at",
+            "updated",
+            "worker",
+            "queue_seq",
+            "grant_seq",
+        ]
+        read_only_fields = fields
+
+
+class ExecutionDetailSerializer(ExecutionSerializer):
+    """One execution, and if it waits, its place in line and expected wait."""
+
+    queue_position = serializers.SerializerMethodField(
+        help_text="Place in the action's queue while waiting, 1 = next; null otherwise."
+    )
+    estimated_wait_seconds = serializers.SerializerMethodField(
+        help_text="Expected seconds until it starts, from the action's recent throughput; "
+        "null when not waiting or when there is no recent throughput to go by."
+    )
+
+    class Meta(ExecutionSerializer.Meta):
+        fields = [*ExecutionSerializer.Meta.fields, "queue_position", "estimated_wait_seconds"]
+        read_only_fields = fields
+
+    def _waiting(self, execution: Execution) -> WaitingInfo:
+        cache: dict[Any, WaitingInfo] = self.context.setdefault("waiting", {})
+        if execution.pk not in cache:
+            cache[execution.pk] = waiting_info(execution)
+        return cache[execution.pk]
+
+    @extend_schema_field(serializers.IntegerField(allow_null=True))
+    def get_queue_position(self, execution: Execution) -> int | None:
+        return self._waiting(execution).queue_position
+
+    @extend_schema_field(serializers.FloatField(allow_null=True))
+    def get_estimated_wait_seconds(self, execution: Execution) -> float | None:
+        return self._waiting(execution).estimated_wait_seconds

@@ -1,0 +1,179 @@
+"""Packs, actions and executions over HTTP. Each view parses, authorises and
+calls one service; domain errors become HTTP statuses in attune.api_errors."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
+from rest_framework import mixins, status
+from rest_framework.decorators import action as route
+from rest_framework.exceptions import NotFound
+from rest_framework.pagination import LimitOffsetPagination
+from rest_framework.permissions import IsAuthenticated
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.viewsets import GenericViewSet
+
+from executions import services
+from executions.api.filters import ActionFilter, ExecutionFilter
+from executions.api.permissions import IsStaffOrReadOnly
+from executions.api.serializers import (
+    ActionSerializer,
+    ErrorSerializer,
+    ExecutionDetailSerializer,
+    ExecutionRequestSerializer,
+    ExecutionSerializer,
+    PackSerializer,
+)
+from executions.models import Action, Execution, Pack
+
+
+class ApiPagination(LimitOffsetPagination):
+    default_limit = 50
+    # One request cannot make the server serialise a whole table.
+    max_limit = 500
+
+
+def errors(*codes: int) -> dict[int, OpenApiResponse]:
+    descriptions = {
+        400: "Invalid input; the message names the field.",
+        401: "No or invalid credentials.",
+        403: "Authenticated, but not allowed (staff only).",
+        404: "No such object.",
+        409: "The current state forbids it.",
+        429: "The action's queue is full; see Retry-After.",
+        503: "A backing store is unavailable; see Retry-After.",
+    }
+    return {code: OpenApiResponse(ErrorSerializer, description=descriptions[code]) for code in codes}
+
+
+READ_ERRORS = errors(401, 404)
+CREATE_ERRORS = errors(400, 401, 403)
+WRITE_ERRORS = errors(400, 401, 403, 404)
+
+
+@extend_schema_view(
+    list=extend_schema(summary="List packs", responses={200: PackSerializer(many=True), **errors(401)}),
+    retrieve=extend_schema(summary="Get a pack by ref", responses={200: PackSerializer, **READ_ERRORS}),
+    create=extend_schema(summary="Create a pack (staff)", responses={201: PackSerializer, **CREATE_ERRORS}),
+    update=extend_schema(summary="Replace a pack (staff)", responses={200: PackSerializer, **WRITE_ERRORS}),
+    partial_update=extend_schema(
+        summary="Change a pack (staff)", responses={200: PackSerializer, **WRITE_ERRORS}
+    ),
+)
+class PackViewSet(
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.CreateModelMixin,
+    mixins.UpdateModelMixin,
+    GenericViewSet,
+):
+    queryset = Pack.objects.order_by("ref")
+    serializer_class = PackSerializer
+    permission_classes = [IsStaffOrReadOnly]
+    pagination_class = ApiPagination
+    lookup_field = "ref"
+
+    def get_object(self) -> Pack:
+        ref = self.kwargs["ref"]
+        pack = Pack.objects.filter(ref=ref).first()
+        if pack is None:
+            raise NotFound(f"Pack '{ref}' not found")
+        self.check_object_permissions(self.request, pack)
+        return pack
+
+
+@extend_schema_view(
+    list=extend_schema(summary="List actions", responses={200: ActionSerializer(many=True), **errors(401)}),
+    retrieve=extend_schema(summary="Get an action by ref", responses={200: ActionSerializer, **READ_ERRORS}),
+    create=extend_schema(
+        summary="Create an action (staff)",
+        description="The ref is `<pack>.<name>`; parameters_schema must be a valid JSON Schema.",
+        responses={201: ActionSerializer, **CREATE_ERRORS},
+    ),
+    update=extend_schema(
+        summary="Replace an action's definition and policy (staff)",
+        description="A new concurrency limit applies at once: raising it starts waiting executions.",
+        responses={200: ActionSerializer, **WRITE_ERRORS},
+    ),
+    partial_update=extend_schema(
+        summary="Change an action's definition or policy (staff)",
+        description="A new concurrency limit applies at once: raising it starts waiting executions.",
+        responses={200: ActionSerializer, **WRITE_ERRORS},
+    ),
+)
+class ActionViewSet(
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.CreateModelMixin,
+    mixins.UpdateModelMixin,
+    GenericViewSet,
+):
+    queryset = Action.objects.select_related("pack").order_by("ref")
+    serializer_class = ActionSerializer
+    permission_classes = [IsStaffOrReadOnly]
+    pagination_class = ApiPagination
+    filterset_class = ActionFilter
+    lookup_field = "ref"
+    # Refs hold a dot (core.noop).
+    lookup_value_regex = r"[^/]+"
+
+    def get_object(self) -> Action:
+        action = services.get_action(self.kwargs["ref"])
+        self.check_object_permissions(self.request, action)
+        return action
+
+
+@extend_schema_view(
+    list=extend_schema(
+        summary="List executions",
+        description="Newest first; filter by action, status and creation time.",
+        responses={200: ExecutionSerializer(many=True), **errors(400, 401)},
+    ),
+)
+class ExecutionViewSet(mixins.ListModelMixin, GenericViewSet):
+    queryset = Execution.objects.order_by("-created")
+    serializer_class = ExecutionSerializer
+    permission_classes = [IsAuthenticated]
+    pagination_class = ApiPagination
+    filterset_class = ExecutionFilter
+    lookup_field = "id"
+
+    @extend_schema(
+        summary="Request an execution",
+        description="Runs at once if the action has a free slot (`scheduled`), else waits in its "
+        "FIFO queue (`queued`, with its `queue_position`).",
+        request=ExecutionRequestSerializer,
+        responses={201: ExecutionDetailSerializer, **errors(400, 401, 404, 409, 429, 503)},
+    )
+    def create(self, request: Request) -> Response:
+        serializer = ExecutionRequestSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        execution = services.request_execution(
+            serializer.validated_data["action"], serializer.validated_data.get("parameters")
+        )
+        return Response(
+            ExecutionDetailSerializer(execution).data,
+            status=status.HTTP_201_CREATED,
+            headers={"Location": f"{request.path.rstrip('/')}/{execution.pk}"},
+        )
+
+    @extend_schema(
+        summary="Get an execution",
+        description="While it waits: its place in line (1 = next) and its expected wait.",
+        responses={200: ExecutionDetailSerializer, **READ_ERRORS},
+    )
+    def retrieve(self, request: Request, id: Any = None) -> Response:
+        return Response(ExecutionDetailSerializer(services.get_execution(id)).data)
+
+    @extend_schema(
+        summary="Cancel an execution",
+        description="A waiting one ends `cancelled` at once; a running one goes to `canceling` "
+        "and its worker stops it.",
+        request=None,
+        responses={200: ExecutionDetailSerializer, **errors(401, 404, 409)},
+    )
+    @route(detail=True, methods=["post"])
+    def cancel(self, request: Request, id: Any = None) -> Response:
+        return Response(ExecutionDetailSerializer(services.cancel_execution(id)).data)

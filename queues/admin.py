@@ -1,0 +1,60 @@
+"""Staff page of the persisted queue statistics: read-only, busiest first."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin
+from django.db.models import QuerySet
+from django.http import HttpRequest
+
+from queues.models import QueueStats
+
+
+class BusyFilter(admin.SimpleListFilter):
+    title = "activity"
+    parameter_name = "busy"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("yes", "Waiting or running"), ("no", "Idle")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[QueueStats]) -> QuerySet[QueueStats]:
+        if self.value() == "yes":
+            return queryset.busy()  # type: ignore[attr-defined]
+        if self.value() == "no":
+            return queryset.idle()  # type: ignore[attr-defined]
+        return queryset
+
+
+@admin.register(QueueStats)
+class QueueStatsAdmin(admin.ModelAdmin):
+    """Written only by the flusher and rebuild_queue_stats."""
+
+    list_display = [
+        "action_ref",
+        "queue_length",
+        "active_count",
+        "max_concurrent",
+        "oldest_enqueued_at",
+        "total_enqueued",
+        "total_completed",
+        "total_terminal",
+        "last_updated",
+    ]
+    list_filter = [BusyFilter]
+    list_select_related = ["action"]
+    search_fields = ["action__ref"]
+    ordering = ["-queue_length", "-active_count", "action__ref"]
+
+    @admin.display(description="action", ordering="action__ref")
+    def action_ref(self, stats: QueueStats) -> str:
+        return stats.action.ref
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False

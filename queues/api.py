@@ -1,0 +1,125 @@
+"""Queue statistics and purging over HTTP, under /api/v1/.
+
+The statistics served are the persisted queue_stats rows, at most one
+flush interval behind the live counters; no request touches the gate.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from rest_framework import serializers
+from rest_framework.exceptions import ValidationError
+from rest_framework.permissions import IsAuthenticated
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from executions.api.permissions import IsStaff
+from executions.api.views import errors
+from queues import services
+from queues.models import QueueStats
+
+TRUE_VALUES = {"true", "1", "yes"}
+FALSE_VALUES = {"false", "0", "no", ""}
+
+
+class QueueStatsSerializer(serializers.ModelSerializer):
+    action_id = serializers.IntegerField(read_only=True)
+    action_ref = serializers.CharField(source="action.ref", read_only=True)
+
+    class Meta:
+        model = QueueStats
+        fields = [
+            "action_id",
+            "action_ref",
+            "queue_length",
+            "active_count",
+            "max_concurrent",
+            "oldest_enqueued_at",
+            "total_enqueued",
+            "total_completed",
+            "total_terminal",
+            "last_updated",
+        ]
+        read_only_fields = fields
+
+
+class PurgeReportSerializer(serializers.Serializer):
+    action_ref = serializers.CharField()
+    cancelled = serializers.ListField(child=serializers.UUIDField(), help_text="Executions cancelled.")
+    skipped = serializers.ListField(
+        child=serializers.UUIDField(), help_text="Executions that left the queue on their own meanwhile."
+    )
+
+
+def _flag(request: Request, name: str) -> bool:
+    raw = request.query_params.get(name, "").strip().lower()
+    if raw in TRUE_VALUES:
+        return True
+    if raw in FALSE_VALUES:
+        return False
+    raise ValidationError({name: f"must be true or false, got {raw!r}"})
+
+
+class ActionQueueStatsView(APIView):
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(
+        summary="Queue statistics of one action",
+        tags=["queues"],
+        description="`total_completed` counts executions that ended `completed`; `total_terminal` "
+        "counts every terminal status (completed, failed, timeout, cancelled, abandoned).",
+        responses={
+            200: inline_serializer("QueueStatsResponse", {"data": QueueStatsSerializer()}),
+            **errors(401, 404),
+        },
+    )
+    def get(self, request: Request, ref: str) -> Response:
+        return Response({"data": QueueStatsSerializer(services.queue_stats_for(ref)).data})
+
+
+class QueueStatsListView(APIView):
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(
+        summary="Queue statistics of every action",
+        tags=["queues"],
+        description="Deepest queue first.",
+        parameters=[
+            OpenApiParameter(
+                "active", bool, description="true: only queues with executions waiting or running."
+            )
+        ],
+        responses={
+            200: inline_serializer("QueueStatsListResponse", {"data": QueueStatsSerializer(many=True)}),
+            **errors(400, 401),
+        },
+    )
+    def get(self, request: Request) -> Response:
+        rows = services.list_queue_stats(active_only=_flag(request, "active"))
+        return Response({"data": QueueStatsSerializer(rows, many=True).data})
+
+
+class PurgeQueueView(APIView):
+    permission_classes = [IsStaff]
+
+    @extend_schema(
+        summary="Purge an action's queue (staff)",
+        tags=["queues"],
+        description="Cancels every execution waiting in the queue, head first. Running ones are left alone.",
+        request=None,
+        responses={
+            200: inline_serializer("PurgeResponse", {"data": PurgeReportSerializer()}),
+            **errors(401, 403, 404),
+        },
+    )
+    def post(self, request: Request, ref: str) -> Response:
+        report = services.purge_queue(ref)
+        data: dict[str, Any] = {
+            "action_ref": report.action_ref,
+            "cancelled": report.cancelled,
+            "skipped": report.skipped,
+        }
+        return Response({"data": PurgeReportSerializer(data).data})
