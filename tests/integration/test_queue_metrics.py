@@ -133,7 +133,8 @@ def test_it_observes_queue_wait_and_hand_off_at_start(make_action: Any, redis_db
     metrics.started(execution, released_at=now.timestamp() - 0.25)
 
     samples = scrape_web()
-    assert total(samples, "attune_queue_wait_seconds_sum", action=action.ref) - wait_before == pytest.approx(7)
+    waited = total(samples, "attune_queue_wait_seconds_sum", action=action.ref) - wait_before
+    assert waited == pytest.approx(7)
     assert value(samples, "attune_handoff_seconds_count", action=action.ref) == 1
     assert value(samples, "attune_handoff_seconds_sum", action=action.ref) == pytest.approx(0.25, abs=0.01)
     assert value(samples, "attune_handoff_seconds_bucket", action=action.ref, le="0.1") == 0
