@@ -7,7 +7,8 @@ One pass, under a fleet-wide Redis lock so only one reaper acts at a time:
   ends ``abandoned``; a slot whose release was lost is freed;
 - ends ``timeout`` every execution that waited longer than its action's
   ``queue_timeout_seconds``;
-- admits requests whose gate step never happened.
+- admits requests whose gate step never happened;
+- marks offline the workers whose heartbeat stopped.
 """
 
 from __future__ import annotations
@@ -25,9 +26,13 @@ from queues import dispatch, metrics
 from queues.gate import get_gate
 from queues.keys import QueueRef, lock_key
 from queues.reconcile import admit_stranded_requests, reconcile_missing
+from workers.models import Worker
 
 logger = logging.getLogger(__name__)
 S = ExecutionStatus
+# A worker beats every lease/3 s; this many lease periods of silence means
+# it is gone, not slow.
+WORKER_SILENT_LEASES = 3
 
 
 @dataclass
@@ -39,6 +44,7 @@ class ReapReport:
     freed: int = 0
     queue_timeouts: int = 0
     stranded_admitted: int = 0
+    workers_offline: list[str] = field(default_factory=list)
 
 
 def _reclaim(execution_id: str, queue: QueueRef, action: Action, report: ReapReport) -> None:
@@ -121,6 +127,9 @@ def reap_once() -> ReapReport:
             if action.pk in busy:
                 _expire_waiting(action, report)
                 report.stranded_admitted += admit_stranded_requests(action, older_than_seconds=interval)
+        report.workers_offline = Worker.objects.mark_silent_offline(
+            silent_for=timedelta(seconds=float(settings.ATTUNE_LEASE_SECONDS) * WORKER_SILENT_LEASES)
+        )
     finally:
         try:
             lock.release()

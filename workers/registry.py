@@ -35,7 +35,7 @@ def _beat(hostname: str) -> None:
     interval = float(settings.ATTUNE_LEASE_SECONDS) / 3
     while not _heartbeat_stop.wait(interval):
         try:
-            Worker.objects.filter(hostname=hostname).update(last_heartbeat=timezone.now())
+            Worker.objects.heartbeat(hostname)
         except Exception:  # the database is briefly away; the next beat retries
             logger.exception("worker heartbeat failed")
         finally:

@@ -31,6 +31,7 @@ class Command(BaseCommand):
                 or report.queue_timeouts
                 or report.stranded_admitted
                 or report.rebuilt
+                or report.workers_offline
             ):
                 self.stdout.write(str(report))
             if not options["loop"]:
