@@ -52,7 +52,7 @@
 
   // --- the queue table ---------------------------------------------------------
 
-  function rowFor(ref) {
+  function rowFor(ref, label) {
     let row = queuesBody.querySelector('tr[data-action="' + CSS.escape(ref) + '"]');
     if (row) return row;
     const empty = queuesBody.querySelector("tr.empty");
@@ -68,26 +68,34 @@
       '<td class="num" data-field="oldest"></td>' +
       '<td class="num" data-field="throughput"></td>' +
       '<td class="spark"><svg viewBox="0 0 150 28" preserveAspectRatio="none" aria-hidden="true">' +
-      "<polyline points=\"\"></polyline></svg></td>";
+      '<line class="base" x1="0" y1="27" x2="150" y2="27"></line>' +
+      '<polygon points=""></polygon><polyline points=""></polyline></svg></td>';
     row.querySelector(".ref").textContent = ref;
+    if (label) row.querySelector(".name").append(cell("div", label, "label"));
     queuesBody.appendChild(row);
     return row;
   }
 
   function drawSpark(row, points, now) {
     const line = row.querySelector("polyline");
+    const area = row.querySelector("polygon");
     if (!points.length) {
       line.setAttribute("points", "");
+      area.setAttribute("points", "");
       return;
     }
     const top = Math.max(1, ...points.map((p) => p.waiting));
-    const coords = points.map((p) => {
-      const x = 150 * (1 - (now - p.t) / HISTORY_MS);
-      const y = 27 - (26 * p.waiting) / top;
-      return x.toFixed(1) + "," + y.toFixed(1);
-    });
+    // Until five minutes of polls are in, the chart spans what there is
+    // (at least 20 s), so a page just opened already shows a trend.
+    const span = Math.min(HISTORY_MS, Math.max(20000, now - points[0].t));
+    const xs = points.map((p) => 150 * (1 - (now - p.t) / span));
+    const coords = points.map((p, i) => xs[i].toFixed(1) + "," + (27 - (23 * p.waiting) / top).toFixed(1));
     line.setAttribute("points", coords.join(" "));
-    row.querySelector("svg").setAttribute("data-max", String(top));
+    area.setAttribute("points", [xs[0].toFixed(1) + ",27", ...coords, xs[xs.length - 1].toFixed(1) + ",27"].join(" "));
+    const svg = row.querySelector("svg");
+    svg.dataset.max = String(top);
+    svg.dataset.points = String(points.length);
+    svg.parentElement.title = "Waiting now: " + points[points.length - 1].waiting + ", peak in view: " + top;
   }
 
   function renderQueues(data) {
@@ -95,7 +103,7 @@
     const seen = new Set();
     for (const q of data.queues) {
       seen.add(q.action);
-      const row = rowFor(q.action);
+      const row = rowFor(q.action, q.label);
       const limit = q.limit === null ? null : q.limit;
       row.querySelector('[data-field="active"]').textContent = q.active;
       row.querySelector('[data-field="limit"]').textContent = limit === null ? "∞" : limit;
