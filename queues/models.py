@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from datetime import timedelta
 from typing import Any
 
-from django.db import connection, models, transaction
+from django.db import connection, models
 from django.db.models import Q
 from django.utils import timezone
 
@@ -99,7 +99,8 @@ class QueueStatsManager(models.Manager["QueueStats"]):
                 self.model._meta.get_field(name).get_db_prep_save(getattr(row, name), connection)
                 for name in STAT_FIELDS
             )
-        with transaction.atomic(), connection.cursor() as cursor:
+        # One statement is atomic on its own.
+        with connection.cursor() as cursor:
             cursor.execute(sql, params)
         return len(rows)
 
