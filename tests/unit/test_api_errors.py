@@ -1,0 +1,93 @@
+"""How service errors and validation errors become API responses."""
+
+from __future__ import annotations
+
+import pytest
+from redis.exceptions import ConnectionError as RedisConnectionError
+from rest_framework.exceptions import ValidationError
+
+from attune.api_errors import _summary, exception_handler
+from executions.exceptions import (
+    ActionDisabled,
+    ActionNotFound,
+    AlreadyTerminal,
+    AttuneError,
+    ExecutionNotFound,
+    InvalidParameters,
+    QueueFull,
+)
+from queues.exceptions import QueueStatsNotFound
+
+
+@pytest.mark.parametrize(
+    ("error", "status"),
+    [
+        (ActionNotFound("Action 'x' not found"), 404),
+        (ExecutionNotFound("Execution 'y' not found"), 404),
+        (QueueStatsNotFound("No queue statistics available for action 'x'"), 404),
+        (ActionDisabled("Action 'x' is disabled"), 409),
+        (AlreadyTerminal("Execution 'y' has already ended"), 409),
+        (AttuneError("anything else the services refuse"), 400),
+    ],
+)
+def test_it_maps_each_service_error_to_its_status_with_its_message(error: AttuneError, status: int) -> None:
+    response = exception_handler(error, {})
+
+    assert response is not None
+    assert response.status_code == status
+    assert response.data == {"error": str(error)}
+
+
+def test_it_names_the_field_of_invalid_parameters() -> None:
+    response = exception_handler(InvalidParameters("parameters.n: bad", field="parameters.n"), {})
+
+    assert response is not None
+    assert (response.status_code, response.data) == (
+        400,
+        {"error": "parameters.n: bad", "field": "parameters.n"},
+    )
+
+
+def test_it_answers_a_full_queue_with_429_and_retry_after() -> None:
+    full = QueueFull("Queue for action 'a.b' is full", action_ref="a.b", limit=10, retry_after_seconds=7)
+
+    response = exception_handler(full, {})
+
+    assert response is not None
+    assert (response.status_code, response["Retry-After"]) == (429, "7")
+
+
+def test_it_answers_503_when_a_backing_store_is_down() -> None:
+    response = exception_handler(RedisConnectionError("refused"), {})
+
+    assert response is not None
+    assert response.status_code == 503
+    assert response["Retry-After"] == "5"
+
+
+def test_it_leaves_unknown_exceptions_to_django() -> None:
+    assert exception_handler(KeyError("bug"), {}) is None
+
+
+def test_it_summarises_a_validation_error_by_its_first_field() -> None:
+    response = exception_handler(ValidationError({"name": ["Bad name."], "pack": ["Missing."]}), {})
+
+    assert response is not None
+    assert response.data["error"] == "name: Bad name."
+    assert response.data["detail"] == {"name": ["Bad name."], "pack": ["Missing."]}
+
+
+@pytest.mark.parametrize(
+    ("data", "summary"),
+    [
+        (
+            {"non_field_errors": ["The fields pack, name must make a unique set."]},
+            "The fields pack, name must make a unique set.",
+        ),
+        ({"parameters": {"url": ["Required."]}}, "parameters.url: Required."),
+        (["Expected a dictionary."], "Expected a dictionary."),
+        ({}, "Invalid request"),
+    ],
+)
+def test_it_finds_the_first_problem_however_deep(data: object, summary: str) -> None:
+    assert _summary(data) == summary
