@@ -52,7 +52,7 @@ def queue(core_pack: Any, redis_db: Any) -> dict[str, Any]:
 
 def fill(command: str, queue: dict[str, Any]) -> str:
     return (
-        command.replace("{a12}", "{a%d}" % queue["action"].pk)
+        command.replace("{a12}", f"{{a{queue['action'].pk}}}")
         .replace("<execution-id>", queue["waiting"][1])
         .replace('"$REDIS_URL"', shlex.quote(settings.REDIS_URL))
     )
