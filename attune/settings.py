@@ -101,6 +101,11 @@ CELERY_ACCEPT_CONTENT = ["json"]
 # One message at a time per pool process: a prefetched message would sit on
 # a busy worker while another is idle, delaying the FIFO head.
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# The multiplier alone is not enough: a task is acknowledged when it starts,
+# so a worker whose processes are all busy would still take more messages
+# and hold them (and lose them if killed, until their leases run out).
+# Take a message only when a process is free.
+CELERY_WORKER_DISABLE_PREFETCH = True
 CELERY_BROKER_TRANSPORT_OPTIONS = {
     "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT_SECONDS", 3600, minimum=1),
 }

@@ -5,14 +5,18 @@ else notices but for the delay."""
 from __future__ import annotations
 
 import signal
-from datetime import UTC, datetime
+from collections import Counter
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
+from django.utils import timezone
 
 from executions.models import Execution, ExecutionStatus
 from executions.services import request_execution
+from queues.keys import QueueRef
 from tests.conftest import wait_until
 from tests.fault_actions import read_runs
 from tests.faults import assert_gate_drained_and_counted
@@ -29,6 +33,7 @@ def test_it_abandons_the_killed_workers_executions_and_runs_every_other_one_in_o
     worker_factory: Any,
     reaper_factory: Any,
     fast_leases: tuple[float, float],
+    redis_db: redis.Redis,
     tmp_path: Path,
 ) -> None:
     lease, interval = fast_leases
@@ -42,15 +47,26 @@ def test_it_abandons_the_killed_workers_executions_and_runs_every_other_one_in_o
         str(request_execution(action.ref, {"index": i, "log": log, "seconds": 0.15}).pk) for i in range(200)
     ]
 
-    def victim_is_busy() -> list[str]:
-        done = Execution.objects.filter(pk__in=ids, status=S.COMPLETED).count()
-        running = Execution.objects.filter(pk__in=ids, status=S.RUNNING, worker__startswith=f"{victim.name}@")
-        return [str(pk) for pk in running.values_list("pk", flat=True)] if done >= 40 else []
+    granted_before: set[str] = set()
 
-    wait_until(victim_is_busy, timeout=120, interval=0.02, message="the victim to run something mid-way")
-    granted_before = set(
-        Execution.objects.filter(pk__in=ids, status=S.SCHEDULED).values_list("pk", flat=True)
-    )
+    def victim_just_started_one() -> bool:
+        """Mid-way, the victim has just started a run (so it is still running
+        when the kill lands); notes what is granted at that moment."""
+        if Execution.objects.filter(pk__in=ids, status=S.COMPLETED).count() < 40:
+            return False
+        fresh = Execution.objects.filter(
+            pk__in=ids,
+            status=S.RUNNING,
+            worker__startswith=f"{victim.name}@",
+            started_at__gt=timezone.now() - timedelta(seconds=0.05),
+        )
+        if not fresh.exists():
+            return False
+        scheduled = Execution.objects.filter(pk__in=ids, status=S.SCHEDULED)
+        granted_before.update(str(pk) for pk in scheduled.values_list("pk", flat=True))
+        return True
+
+    wait_until(victim_just_started_one, timeout=120, interval=0.005, message="the victim to start a run")
     victim.kill(signal.SIGKILL)
     killed_at = datetime.now(tz=UTC)
     # Nothing but the reaper can move these now, and only after their leases run out.
@@ -60,11 +76,17 @@ def test_it_abandons_the_killed_workers_executions_and_runs_every_other_one_in_o
             pk__in=ids, status=S.RUNNING, worker__startswith=f"{victim.name}@"
         ).values_list("pk", flat=True)
     }
-    granted_at_kill = {
-        str(pk)
-        for pk in granted_before
-        | set(Execution.objects.filter(pk__in=ids, status=S.SCHEDULED).values_list("pk", flat=True))
-    }
+    # Slots held right after the kill: besides the killed runs, grants whose
+    # task had not started, and grants the victim had just made in Redis but
+    # not yet recorded. All of these wait for their leases to run out.
+    granted_at_kill = (
+        granted_before
+        | set(redis_db.zrange(QueueRef(action.pk).active, 0, -1))
+        | {
+            str(pk)
+            for pk in Execution.objects.filter(pk__in=ids, status=S.SCHEDULED).values_list("pk", flat=True)
+        }
+    ) - killed
     assert killed, "the victim was running nothing when killed"
     victim.process.wait(timeout=10)
 
@@ -80,16 +102,17 @@ def test_it_abandons_the_killed_workers_executions_and_runs_every_other_one_in_o
             f"{pk} abandoned {late:.1f} s after the kill"
         )
         assert "stopped renewing its lease" in by_id[pk].error
-    # Every execution ran exactly once: the killed ones started and died,
-    # the ones the victim took but never started were handed to the survivor.
-    runs = read_runs(log)
-    assert sorted(runs) == list(range(200))
+    # Nothing ran twice; everything but the killed runs ran (a run killed
+    # on its way into the action may not have logged itself).
+    runs = Counter(read_runs(log))
+    assert max(runs.values()) == 1
+    assert set(runs) >= {e.parameters["index"] for pk, e in by_id.items() if pk not in killed}
     assert max_concurrency(executions) <= 3
-    # Grant order is request order for every execution the kill did not touch.
+    # Grant order is request order for every execution the kill did not
+    # touch; those it did start a lease late, after later requests.
     untouched = [e for e in in_request_order(executions) if str(e.pk) not in killed | granted_at_kill]
     grants = [e.grant_seq for e in untouched]
     assert grants == sorted(grants)
-    # At most 3 slots were granted just before and 3 just after the kill.
-    assert len(untouched) >= 200 - len(killed) - 6
+    assert len(untouched) >= 200 - 3 - 6
     assert all(e.worker.startswith(f"{survivor.name}@") for e in executions if e.started_at > killed_at)
     assert_gate_drained_and_counted([action])
