@@ -14,6 +14,7 @@ from django.db import DatabaseError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from rest_framework import serializers, status
+from rest_framework.exceptions import ParseError
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 from rest_framework.views import set_rollback
@@ -88,6 +89,9 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     if domain is not None:
         set_rollback()
         return domain
+    if isinstance(exc, RecursionError):
+        # Only client input nests deep enough for this: JSON of absurd depth.
+        exc = ParseError("JSON parse error - the document is nested too deeply")
     if isinstance(exc, DjangoValidationError):
         # A model's full_clean() in a service: the same 400 as a serializer's.
         exc = serializers.ValidationError(serializers.as_serializer_error(exc))

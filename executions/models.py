@@ -89,6 +89,48 @@ class Action(models.Model):
             Draft202012Validator.check_schema(self.parameters_schema or {})
         except SchemaError as exc:
             raise ValidationError({"parameters_schema": f"Not a valid JSON schema: {exc.message}"}) from exc
+        unresolvable = unresolvable_ref(self.parameters_schema or {})
+        if unresolvable is not None:
+            raise ValidationError(
+                {
+                    "parameters_schema": f"Not a usable JSON schema: $ref '{unresolvable}' does not resolve "
+                    "within the schema (references to other documents are not fetched)"
+                }
+            )
+
+
+def _refs(schema: Any) -> Iterable[str]:
+    if isinstance(schema, dict):
+        for key, value in schema.items():
+            if key == "$ref" and isinstance(value, str):
+                yield value
+            else:
+                yield from _refs(value)
+    elif isinstance(schema, list):
+        for item in schema:
+            yield from _refs(item)
+
+
+def unresolvable_ref(schema: Any) -> str | None:
+    """The first $ref of ``schema`` that does not resolve inside it, if any.
+
+    Validation resolves refs only within the schema: fetching a URL named by
+    a schema would let whoever defines an action make the server fetch it,
+    and an unresolvable ref would fail every request of the action.
+    """
+    from referencing import Registry
+    from referencing.exceptions import Unresolvable
+    from referencing.jsonschema import DRAFT202012
+
+    if not isinstance(schema, dict):
+        return None
+    resolver = Registry().resolver_with_root(DRAFT202012.create_resource(schema))
+    for ref in _refs(schema):
+        try:
+            resolver.lookup(ref)
+        except Unresolvable:
+            return ref
+    return None
 
 
 class ExecutionStatus(models.TextChoices):

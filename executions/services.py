@@ -12,6 +12,8 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 from jsonschema import Draft202012Validator
+from referencing import Registry
+from referencing.exceptions import Unresolvable
 
 from executions.exceptions import (
     ActionDisabled,
@@ -39,8 +41,15 @@ def validate_parameters(action: Action, parameters: Any) -> dict[str, Any]:
     InvalidParameters naming the first offending field."""
     if not isinstance(parameters, dict):
         raise InvalidParameters("parameters must be a JSON object", field="parameters")
-    validator = Draft202012Validator(action.parameters_schema or {})
-    errors = sorted(validator.iter_errors(parameters), key=lambda e: list(e.absolute_path))
+    # An empty registry: refs resolve within the schema only, nothing is fetched.
+    validator = Draft202012Validator(action.parameters_schema or {}, registry=Registry())
+    try:
+        errors = sorted(validator.iter_errors(parameters), key=lambda e: list(e.absolute_path))
+    except Unresolvable as exc:
+        # Only a schema stored before refs were checked at definition gets here.
+        raise InvalidParameters(
+            f"Action '{action.ref}' has a parameters_schema that cannot be used: {exc}", field="parameters"
+        ) from None
     if errors:
         first = errors[0]
         path = ".".join(str(part) for part in first.absolute_path)

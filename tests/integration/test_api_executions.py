@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from typing import Any
+from unittest import mock
 
 import pytest
 from django.utils import timezone
@@ -123,6 +124,32 @@ def test_it_answers_400_for_malformed_json(bob: APIClient, limited: Any) -> None
 
     assert response.status_code == 400
     assert response.json()["error"].startswith("JSON parse error")
+    assert not Execution.objects.exists()
+
+
+def test_it_answers_400_for_json_nested_absurdly_deep(bob: APIClient, limited: Any) -> None:
+    response = bob.post(URL, "[" * 100_000 + "]" * 100_000, content_type="application/json")
+
+    assert response.status_code == 400
+    assert response.json() == {"error": "JSON parse error - the document is nested too deeply"}
+
+
+def test_it_never_fetches_a_url_named_by_an_old_actions_schema(
+    bob: APIClient, make_action: Any, redis_db: Any
+) -> None:
+    action = make_action("legacy")
+    # Stored before definitions were checked: the model would refuse it now.
+    schema = {"type": "object", "properties": {"x": {"$ref": "http://127.0.0.1:9/x.json"}}}
+    type(action).objects.filter(pk=action.pk).update(parameters_schema=schema)
+
+    with mock.patch("urllib.request.urlopen", autospec=True) as urlopen:
+        response = request(bob, action.ref, {"x": 1})
+
+    assert urlopen.call_count == 0
+    assert response.status_code == 400
+    assert response.json()["error"].startswith(
+        "Action 'test.legacy' has a parameters_schema that cannot be used"
+    )
     assert not Execution.objects.exists()
 
 

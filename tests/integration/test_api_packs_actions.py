@@ -139,6 +139,11 @@ def test_it_creates_an_action_whose_ref_is_pack_dot_name(alice: APIClient, core_
             "parameters_schema: Not a valid JSON schema: "
             "'objekt' is not valid under any of the given schemas",
         ),
+        (
+            {"parameters_schema": {"properties": {"url": {"$ref": "https://example.com/url.json"}}}},
+            "parameters_schema: Not a usable JSON schema: $ref 'https://example.com/url.json' does not "
+            "resolve within the schema (references to other documents are not fetched)",
+        ),
         ({"timeout_seconds": 0}, "timeout_seconds: Ensure this value is greater than or equal to 1."),
         ({"max_queue_length": -1}, "max_queue_length: Ensure this value is greater than or equal to 1."),
     ],
