@@ -5,8 +5,10 @@ fault test ends by checking."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +18,7 @@ import redis
 from executions.models import TERMINAL_STATUSES, Action, Execution, ExecutionStatus
 from queues.gate import get_gate
 from queues.keys import QueueRef
-from tests.conftest import ROOT, WorkerProcess, _database_url_for_subprocesses
+from tests.conftest import ROOT, WorkerProcess, _database_url_for_subprocesses, wait_until
 
 S = ExecutionStatus
 # Celery's keys in the broker database: the task queue (kombu adds a suffix
@@ -119,3 +121,35 @@ def statuses(ids: Iterable[str]) -> dict[str, str]:
         str(pk): status
         for pk, status in Execution.objects.filter(pk__in=list(ids)).values_list("pk", "status")
     }
+
+
+def wait_gate_drained(actions: Iterable[Action], *, timeout: float) -> None:
+    """Wait until no queue holds a waiting execution or a slot (a release a
+    killed process never made is the reaper's, a lease later), then check
+    the counters."""
+    actions = list(actions)
+    queues = [QueueRef(action.pk) for action in actions]
+
+    def drained() -> bool:
+        return all(s.waiting == 0 and s.active == 0 for s in get_gate().snapshots(queues))
+
+    wait_until(drained, timeout=timeout, interval=0.25, message="every queue to drain")
+    assert_gate_drained_and_counted(actions)
+
+
+def kill_worker(worker: WorkerProcess) -> None:
+    """SIGKILL a worker's whole process group and wait until none of it is
+    left, so nothing it ran can still write."""
+    worker.kill(signal.SIGKILL)
+    worker.process.wait(timeout=10)
+
+    def group_gone() -> bool:
+        try:
+            os.killpg(worker.pid, 0)
+        except ProcessLookupError:
+            return True
+        return False
+
+    wait_until(group_gone, timeout=10, interval=0.02, message=f"worker {worker.name}'s processes to die")
+    # A statement the dying process had already sent may still be committing.
+    time.sleep(0.2)

@@ -4,7 +4,6 @@ else notices but for the delay."""
 
 from __future__ import annotations
 
-import signal
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -19,7 +18,7 @@ from executions.services import request_execution
 from queues.keys import QueueRef
 from tests.conftest import wait_until
 from tests.fault_actions import read_runs
-from tests.faults import assert_gate_drained_and_counted
+from tests.faults import assert_gate_drained_and_counted, kill_worker
 from tests.helpers import in_request_order, max_concurrency, wait_all_terminal
 
 pytestmark = [pytest.mark.acceptance, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
@@ -67,8 +66,9 @@ def test_it_abandons_the_killed_workers_executions_and_runs_every_other_one_in_o
         return True
 
     wait_until(victim_just_started_one, timeout=120, interval=0.005, message="the victim to start a run")
-    victim.kill(signal.SIGKILL)
     killed_at = datetime.now(tz=UTC)
+    kill_worker(victim)
+    dead_at = datetime.now(tz=UTC)
     # Nothing but the reaper can move these now, and only after their leases run out.
     killed = {
         str(pk)
@@ -88,7 +88,6 @@ def test_it_abandons_the_killed_workers_executions_and_runs_every_other_one_in_o
         }
     ) - killed
     assert killed, "the victim was running nothing when killed"
-    victim.process.wait(timeout=10)
 
     executions = wait_all_terminal(ids, timeout=240)
 
@@ -114,5 +113,5 @@ def test_it_abandons_the_killed_workers_executions_and_runs_every_other_one_in_o
     grants = [e.grant_seq for e in untouched]
     assert grants == sorted(grants)
     assert len(untouched) >= 200 - 3 - 6
-    assert all(e.worker.startswith(f"{survivor.name}@") for e in executions if e.started_at > killed_at)
+    assert all(e.worker.startswith(f"{survivor.name}@") for e in executions if e.started_at > dead_at)
     assert_gate_drained_and_counted([action])
