@@ -58,12 +58,15 @@ def _ms(value: object) -> int:
 
 def _database_state(action: Action) -> RestoreState:
     executions = Execution.objects.filter(action=action)
+    # The counters count what passed through the gate (a queue seq): a
+    # request cancelled before its gate step never entered, nor left.
+    gated = Q(queue_seq__isnull=False)
     totals = executions.aggregate(
         seq=Max("queue_seq"),
         grant_seq=Max("grant_seq"),
-        enqueued=Count("pk", filter=Q(queue_seq__isnull=False)),
-        terminal=Count("pk", filter=Q(status__in=TERMINAL_STATUSES)),
-        completed=Count("pk", filter=Q(status=S.COMPLETED)),
+        enqueued=Count("pk", filter=gated),
+        terminal=Count("pk", filter=gated & Q(status__in=TERMINAL_STATUSES)),
+        completed=Count("pk", filter=gated & Q(status=S.COMPLETED)),
     )
     # An execution left `requested` but holding a seq was admitted and its
     # process died before recording `queued`: it waits like the others.
