@@ -99,6 +99,13 @@ def record_failure(execution_id: str, task_id: str, exception: BaseException) ->
     status = status_for(exception)
     if status == S.TIMEOUT:
         error = f"Timed out: ran longer than its timeout_seconds ({type(exception).__name__})."
+    elif status == S.CANCELLED and not Execution.objects.filter(pk=execution_id, status=S.CANCELING).exists():
+        # A SIGTERM no cancel sent: the worker's host is stopping it (systemd
+        # and others signal every process of the service). The run is over:
+        # end it now rather than when its lease runs out. A cancel racing in
+        # still wins: finish() ends a `canceling` execution `cancelled`.
+        status = S.ABANDONED
+        error = "The worker running this execution was stopped (SIGTERM) before it ended."
     else:
         error = f"{type(exception).__name__}: {exception}"
     dispatch.finish(
