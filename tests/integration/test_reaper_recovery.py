@@ -1,0 +1,130 @@
+"""What the reaper does with each kind of expired lease, one window of a
+crash at a time (no worker processes: each test leaves the state a process
+dying at that point would leave, then runs one reaper pass)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import redis
+from django.utils import timezone
+
+from executions.models import Execution, ExecutionStatus
+from executions.services import request_execution
+from queues.gate import get_gate
+from queues.keys import QueueRef
+from queues.reaper import reap_once
+from tests.faults import BROKER_QUEUE, assert_gate_drained_and_counted
+
+pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
+S = ExecutionStatus
+
+
+def _expire(client: redis.Redis, queue: QueueRef, execution_id: Any) -> None:
+    """The lease ran out: its holder stopped renewing it long ago."""
+    client.zadd(queue.active, {str(execution_id): 0}, xx=True)
+
+
+def _start(execution_id: Any) -> None:
+    assert Execution.objects.transition(
+        execution_id, S.RUNNING, expected=[S.SCHEDULED], started_at=timezone.now(), worker="gone@host"
+    )
+
+
+def _status(execution_id: Any) -> str:
+    return Execution.objects.get(pk=execution_id).status
+
+
+def test_it_abandons_a_run_whose_worker_died_and_starts_the_next(
+    make_action: Any, redis_db: redis.Redis
+) -> None:
+    action = make_action("died_running", concurrency_limit=1)
+    queue = QueueRef(action.pk)
+    first, second = (request_execution(action.ref, {}).pk for _ in range(2))
+    _start(first)
+    _expire(redis_db, queue, first)
+
+    report = reap_once()
+
+    assert report.abandoned == 1
+    assert _status(first) == S.ABANDONED
+    assert _status(second) == S.SCHEDULED
+    assert redis_db.zrange(queue.active, 0, -1) == [str(second)]
+
+
+def test_it_frees_a_slot_whose_release_was_lost_after_the_terminal_status_was_written(
+    make_action: Any, redis_db: redis.Redis
+) -> None:
+    action = make_action("died_releasing", concurrency_limit=1)
+    queue = QueueRef(action.pk)
+    first, second = (request_execution(action.ref, {}).pk for _ in range(2))
+    _start(first)
+    # The run ended and was recorded; the process died before release_v1.
+    assert Execution.objects.transition(first, S.COMPLETED, expected=[S.RUNNING], completed_at=timezone.now())
+    _expire(redis_db, queue, first)
+
+    report = reap_once()
+
+    assert report.freed == 1
+    assert _status(second) == S.SCHEDULED
+    meta = redis_db.hgetall(queue.meta)
+    assert (meta["total_terminal"], meta["total_completed"]) == ("1", "1")
+
+
+def test_it_puts_back_at_the_head_a_grant_made_in_redis_that_the_granter_never_recorded(
+    make_action: Any, redis_db: redis.Redis
+) -> None:
+    action = make_action("died_granting", concurrency_limit=1)
+    queue = QueueRef(action.pk)
+    first, second, third = (request_execution(action.ref, {}).pk for _ in range(3))
+    _start(first)
+    assert Execution.objects.transition(first, S.COMPLETED, expected=[S.RUNNING], completed_at=timezone.now())
+    # release_v1 ran and granted the head; the process died before recording it.
+    result = get_gate().release(queue, str(first), limit=1, lease_ms=30000, terminal_status=S.COMPLETED)
+    assert [grant.execution_id for grant in result.grants] == [str(second)]
+    assert _status(second) == S.QUEUED
+    _expire(redis_db, queue, second)
+
+    report = reap_once()
+
+    assert report.requeued == 1
+    assert _status(second) == S.SCHEDULED
+    assert _status(third) == S.QUEUED
+    assert Execution.objects.get(pk=second).grant_seq == 3
+
+
+def test_it_sends_again_a_grant_whose_task_message_was_lost(make_action: Any, redis_db: redis.Redis) -> None:
+    from django.conf import settings
+
+    broker = redis.Redis.from_url(settings.CELERY_BROKER_URL)
+    action = make_action("lost_message", concurrency_limit=1)
+    queue = QueueRef(action.pk)
+    first, second = (request_execution(action.ref, {}).pk for _ in range(2))
+    broker.delete(BROKER_QUEUE)
+    _expire(redis_db, queue, first)
+
+    report = reap_once()
+
+    assert report.requeued == 1
+    execution = Execution.objects.get(pk=first)
+    # Back at the head, so granted again before the one behind it.
+    assert (execution.status, execution.grant_seq) == (S.SCHEDULED, 2)
+    assert _status(second) == S.QUEUED
+    assert broker.llen(BROKER_QUEUE) == 1
+
+
+def test_it_ends_a_cancel_whose_worker_died_cancelled(make_action: Any, redis_db: redis.Redis) -> None:
+    from executions.services import cancel_execution
+
+    action = make_action("died_cancelling", concurrency_limit=1)
+    queue = QueueRef(action.pk)
+    only = request_execution(action.ref, {}).pk
+    _start(only)
+    assert cancel_execution(only).status == S.CANCELING
+    _expire(redis_db, queue, only)
+
+    reap_once()
+
+    assert _status(only) == S.CANCELLED
+    assert_gate_drained_and_counted([action])
