@@ -1,10 +1,13 @@
-"""queue_stats under real `celery worker` processes, whose main processes run
-the flushers: during a burst the row never lags the live Redis counters by
-more than a second, it is written far less often than the queue changes,
-and at rest it equals a count over the executions table."""
+"""queue_stats under real processes. Under `celery worker`s, whose main
+processes run the flushers: during a burst the row never lags the live
+Redis counters by more than a second, it is written far less often than
+the queue changes, and at rest it equals a count over the executions
+table. A standalone `flush_queue_stats --loop` takes its turn and stops
+cleanly."""
 
 from __future__ import annotations
 
+import signal
 import threading
 import time
 from dataclasses import dataclass, field
@@ -17,10 +20,12 @@ from django.conf import settings
 from django.db import connection
 
 from executions.models import Execution, ExecutionStatus
-from queues.keys import QueueRef
+from executions.services import request_execution
+from queues.keys import QueueRef, lock_key
 from queues.models import QueueStats
-from queues.stats import counts_from_database
+from queues.stats import LOCK_NAME, counts_from_database
 from tests.conftest import wait_until
+from tests.faults import start_manage_loop
 from tests.helpers import request_indexed, wait_all_terminal
 
 pytestmark = [pytest.mark.acceptance, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
@@ -151,3 +156,27 @@ def test_it_keeps_queue_stats_within_a_second_and_exact_at_rest(
         out.write(f"# {writes} row writes for at least {state_changes} queue state changes\n")
     assert writes < EXECUTIONS, f"{writes} row writes for {state_changes} state changes"
     assert Execution.objects.filter(action=action).count() == EXECUTIONS
+
+
+def test_it_runs_a_standalone_flusher_that_stops_cleanly_on_sigterm(
+    make_action: Any, redis_db: redis.Redis, tmp_path: Path
+) -> None:
+    action = make_action("standalone", concurrency_limit=1)
+    for _ in range(3):
+        request_execution(action.ref)
+    flusher = start_manage_loop("flusher", ["flush_queue_stats", "--loop"], tmp_path / "flusher.log")
+    try:
+        wait_until(
+            lambda: QueueStats.objects.filter(action=action, queue_length=2, active_count=1).exists(),
+            timeout=30,
+            message="the standalone flusher to write the row",
+        )
+        assert redis_db.exists(lock_key(LOCK_NAME))
+
+        flusher.process.send_signal(signal.SIGTERM)
+        assert flusher.process.wait(timeout=15) == 0, flusher.log()
+    finally:
+        flusher.stop()
+    assert flusher.log().rstrip().endswith("stopped")
+    # It let go of its turn rather than leaving the others to wait out the TTL.
+    assert not redis_db.exists(lock_key(LOCK_NAME))

@@ -1,4 +1,4 @@
-import contextlib
+import signal
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
@@ -24,7 +24,14 @@ class Command(BaseCommand):
             self.stdout.write(str(flush_once()))
             return
         flusher = StatsFlusher()
+
+        def stop(signum: int, frame: object) -> None:
+            flusher.stop()
+
+        # A supervisor stops it with SIGTERM, a person with Ctrl-C: either way
+        # the pass in progress ends and the lock is released for the others.
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
         self.stdout.write(f"flushing queue stats every {flusher.period:g} s while holding the lock")
-        # Ctrl-C is the way to stop it; run_forever releases the lock on the way out.
-        with contextlib.suppress(KeyboardInterrupt):
-            flusher.run_forever()
+        flusher.run_forever()
+        self.stdout.write("stopped")
