@@ -125,10 +125,11 @@ class QueueStats(models.Model):
     - ``max_concurrent``: the limit in force; null means unlimited.
     - ``oldest_enqueued_at``: when the head of the queue was enqueued; null if empty.
     - ``total_enqueued``: executions ever admitted through the gate.
-    - ``total_completed``: executions that ended ``completed``, and only those.
-    - ``total_terminal``: executions that ended in any terminal status
+    - ``total_completed``: of those, the ones that ended ``completed``, and only those.
+    - ``total_terminal``: of those, the ones that ended in any terminal status
       (completed, failed, timeout, cancelled, abandoned); so
       ``total_terminal - total_completed`` is everything that did not succeed.
+      A request cancelled before it reached the gate is in none of the three.
     - ``last_updated``: when the queue last changed state (the gate's clock),
       which is what the flusher compares to decide whether to write.
     """

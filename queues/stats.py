@@ -133,7 +133,10 @@ def counts_from_database(actions: list[Action]) -> list[QueueStats]:
     """Each action's row computed from the executions table, for the
     actions that have any execution. This is the definition the live
     counters must agree with at rest."""
-    waiting = Q(status__in=[S.QUEUED, S.REQUESTED], queue_seq__isnull=False)
+    # Like the live counters, count what passed through the gate (has a
+    # queue seq): a request cancelled before its gate step never entered.
+    gated = Q(queue_seq__isnull=False)
+    waiting = gated & Q(status__in=[S.QUEUED, S.REQUESTED])
     by_action = {
         row["action_id"]: row
         for row in Execution.objects.filter(action__in=actions)
@@ -142,9 +145,9 @@ def counts_from_database(actions: list[Action]) -> list[QueueStats]:
             queue_length=Count("pk", filter=waiting),
             active_count=Count("pk", filter=Q(status__in=ACTIVE_STATUSES)),
             oldest_enqueued_at=Min("enqueued_at", filter=waiting),
-            total_enqueued=Count("pk", filter=Q(queue_seq__isnull=False)),
-            total_completed=Count("pk", filter=Q(status=S.COMPLETED)),
-            total_terminal=Count("pk", filter=Q(status__in=TERMINAL_STATUSES)),
+            total_enqueued=Count("pk", filter=gated),
+            total_completed=Count("pk", filter=gated & Q(status=S.COMPLETED)),
+            total_terminal=Count("pk", filter=gated & Q(status__in=TERMINAL_STATUSES)),
         )
         .order_by()
     }

@@ -6,12 +6,13 @@ from __future__ import annotations
 
 from datetime import timedelta
 from typing import Any
+from unittest import mock
 
 import pytest
 from django.core.management import call_command
 from django.utils import timezone
 
-from executions.models import ExecutionStatus
+from executions.models import Execution, ExecutionStatus
 from executions.services import cancel_execution, request_execution
 from queues import dispatch
 from queues.models import QueueStats
@@ -50,6 +51,26 @@ def test_it_writes_live_counters_equal_to_a_count_over_the_executions_table(mixe
     assert (live.total_enqueued, live.total_completed, live.total_terminal) == (12, 2, 7)
     # Both clocks stamped the head's enqueue; they agree to well within a second.
     assert abs(live.oldest_enqueued_at - counted.oldest_enqueued_at) < timedelta(seconds=1)
+
+
+def test_it_counts_a_request_cancelled_before_the_gate_nowhere(make_action: Any, redis_db: Any) -> None:
+    action = make_action("never_gated", concurrency_limit=1)
+    request_execution(action.ref)
+    # The process dies between the commit and the gate step...
+    with (
+        mock.patch.object(dispatch, "admit", autospec=True, side_effect=RuntimeError("died")),
+        pytest.raises(RuntimeError),
+    ):
+        request_execution(action.ref)
+    stranded = Execution.objects.get(action=action, status=S.REQUESTED)
+    # ...and the request is cancelled before the reaper admits it.
+    cancel_execution(stranded.pk)
+    flush_once()
+
+    live = QueueStats.objects.get(action=action)
+    (counted,) = counts_from_database([action])
+    assert live.as_dict() == counted.as_dict()
+    assert (live.total_enqueued, live.total_terminal, live.active_count) == (1, 0, 1)
 
 
 def test_it_rebuilds_a_wrong_row_from_the_executions_table(mixed: Any) -> None:
