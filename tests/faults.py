@@ -40,6 +40,8 @@ def subprocess_env(extra: dict[str, str] | None = None) -> dict[str, str]:
         "ATTUNE_REAPER_INTERVAL_SECONDS": str(settings.ATTUNE_REAPER_INTERVAL_SECONDS),
         "DATABASE_CONN_MAX_AGE": "0",
         "PYTHONUNBUFFERED": "1",
+        # No metrics port: tests running side by side would fight over it.
+        "ATTUNE_REAPER_METRICS_PORT": "0",
         **(extra or {}),
     }
 
