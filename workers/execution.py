@@ -41,6 +41,26 @@ def sigterm_cancels() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+@contextlib.contextmanager
+def sigterm_deferred() -> Iterator[None]:
+    """Hold SIGTERM back while a run's end is recorded, and deliver it after.
+
+    A cancel that loses the race to the completion still sends its SIGTERM,
+    and outside sigterm_cancels() it kills the pool process wherever it is:
+    between the terminal status and the slot's release, or between the
+    release and the hand-off to the next execution, which then waits a
+    whole lease for the reaper. Blocked, it arrives once both are done.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
 def run(
     execution_id: str, *, task_id: str, hostname: str, released_at: float | None = None
 ) -> dict[str, Any]:
@@ -90,9 +110,13 @@ def record_success(outcome: dict[str, Any]) -> None:
         # Only a cancel that beat the start leaves work to do: end it.
         never_started = {"status": S.CANCELING, "celery_task_id": task_id, "started_at__isnull": True}
         if Execution.objects.filter(pk=execution_id, **never_started).exists():
-            dispatch.finish(execution_id, S.CANCELLED, task_id=task_id, error="Cancelled before it started.")
+            with sigterm_deferred():
+                dispatch.finish(
+                    execution_id, S.CANCELLED, task_id=task_id, error="Cancelled before it started."
+                )
         return
-    dispatch.finish(execution_id, S.COMPLETED, task_id=task_id, result=outcome.get("result"))
+    with sigterm_deferred():
+        dispatch.finish(execution_id, S.COMPLETED, task_id=task_id, result=outcome.get("result"))
 
 
 def record_failure(execution_id: str, task_id: str, exception: BaseException) -> None:
@@ -108,13 +132,14 @@ def record_failure(execution_id: str, task_id: str, exception: BaseException) ->
         error = "The worker running this execution was stopped (SIGTERM) before it ended."
     else:
         error = f"{type(exception).__name__}: {exception}"
-    dispatch.finish(
-        execution_id,
-        status,
-        task_id=task_id,
-        result=json_dumps_safe(getattr(exception, "result", None)),
-        error=error,
-    )
+    with sigterm_deferred():
+        dispatch.finish(
+            execution_id,
+            status,
+            task_id=task_id,
+            result=json_dumps_safe(getattr(exception, "result", None)),
+            error=error,
+        )
 
 
 def record_revoked(execution_id: str, task_id: str) -> None:
