@@ -151,6 +151,8 @@ def worker_factory(
             "ATTUNE_LEASE_SECONDS": str(settings.ATTUNE_LEASE_SECONDS),
             "ATTUNE_REAPER_INTERVAL_SECONDS": str(settings.ATTUNE_REAPER_INTERVAL_SECONDS),
             "DATABASE_CONN_MAX_AGE": "0",
+            # Several workers run at once; a test that scrapes one gives it a port.
+            "ATTUNE_WORKER_METRICS_PORT": "0",
             "PYTHONUNBUFFERED": "1",
             **(env or {}),
         }
