@@ -8,8 +8,8 @@ import signal
 import subprocess
 import sys
 import time
-from contextlib import contextmanager
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -64,15 +64,37 @@ def reset_state() -> None:
 
 
 @contextmanager
-def celery_worker(concurrency: int, extra_env: dict[str, str] | None = None) -> Iterator[subprocess.Popen[bytes]]:
+def celery_worker(
+    concurrency: int, extra_env: dict[str, str] | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
     log_path = ROOT / "var" / "bench-worker.log"
     log_path.parent.mkdir(exist_ok=True)
     env = {**os.environ, "DATABASE_CONN_MAX_AGE": "60", **(extra_env or {})}
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "attune", "worker", "-l", "info", "-Q", "default",
-             "-c", str(concurrency), "--include", "bench.tasks", "--without-gossip", "--without-mingle"],
-            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "attune",
+                "worker",
+                "-l",
+                "info",
+                "-Q",
+                "default",
+                "-c",
+                str(concurrency),
+                "--include",
+                "bench.tasks",
+                "--without-gossip",
+                "--without-mingle",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
     try:
         deadline = time.monotonic() + 30

@@ -71,7 +71,10 @@ def test_it_ignores_a_failure_signal_for_a_stale_task_id(make_action: Any, redis
     _start(first.pk)
 
     signals.on_task_failure(
-        sender=run_execution, task_id="not-the-current-grant", exception=RuntimeError("late"), args=[str(first.pk)]
+        sender=run_execution,
+        task_id="not-the-current-grant",
+        exception=RuntimeError("late"),
+        args=[str(first.pk)],
     )
 
     assert Execution.objects.get(pk=first.pk).status == S.RUNNING

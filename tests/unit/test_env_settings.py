@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
@@ -33,7 +35,9 @@ def test_it_falls_back_to_the_default_when_unset_or_empty(monkeypatch: pytest.Mo
         (lambda: env_bool("X", False), "maybe", "X must be a boolean"),
     ],
 )
-def test_it_fails_loudly_naming_the_variable(monkeypatch: pytest.MonkeyPatch, reader, raw: str, message: str) -> None:
+def test_it_fails_loudly_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch, reader: Callable[[], object], raw: str, message: str
+) -> None:
     monkeypatch.setenv("X", raw)
     with pytest.raises(ImproperlyConfigured, match=message):
         reader()

@@ -26,7 +26,7 @@ def test_it_names_the_field_of_the_wrong_type() -> None:
     with pytest.raises(InvalidParameters) as caught:
         validate_parameters(action(), {"seconds": "soon"})
     assert caught.value.field == "parameters.seconds"
-    assert "parameters.seconds: 'soon' is not of type 'number'" == str(caught.value)
+    assert str(caught.value) == "parameters.seconds: 'soon' is not of type 'number'"
 
 
 def test_it_names_a_missing_required_field() -> None:

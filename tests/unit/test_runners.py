@@ -32,7 +32,7 @@ def test_it_fails_on_a_non_zero_exit_and_keeps_the_output() -> None:
 
 
 def test_it_kills_a_command_past_its_timeout() -> None:
-    with pytest.raises(ActionTimedOut, match="longer than 0.3 s"):
+    with pytest.raises(ActionTimedOut, match=r"longer than 0\.3 s"):
         run_shell("sleep 20", {}, 0.3)
 
 

@@ -9,8 +9,12 @@ S = ExecutionStatus
 
 
 def test_it_allows_the_happy_path() -> None:
-    for current, new in [(S.REQUESTED, S.QUEUED), (S.QUEUED, S.SCHEDULED), (S.SCHEDULED, S.RUNNING),
-                         (S.RUNNING, S.COMPLETED)]:
+    for current, new in [
+        (S.REQUESTED, S.QUEUED),
+        (S.QUEUED, S.SCHEDULED),
+        (S.SCHEDULED, S.RUNNING),
+        (S.RUNNING, S.COMPLETED),
+    ]:
         check_transition(current, new)
 
 
