@@ -54,11 +54,18 @@ def sigterm_deferred() -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    # A handler that notes the signal rather than a blocked signal mask: the
+    # mask is per thread, and the kernel hands a process-wide SIGTERM to any
+    # thread that does not block it, so with another thread alive a mask
+    # would not hold it back. Python runs handlers in the main thread only.
+    pending: list[int] = []
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: pending.append(signum))
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+        signal.signal(signal.SIGTERM, previous)
+        if pending:
+            signal.raise_signal(signal.SIGTERM)
 
 
 def run(

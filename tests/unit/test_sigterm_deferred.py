@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
 from collections.abc import Iterator
 
@@ -35,3 +36,20 @@ def test_it_leaves_sigterm_unblocked_after_the_block(received: list[int]) -> Non
     os.kill(os.getpid(), signal.SIGTERM)
     time.sleep(0.05)
     assert received == [signal.SIGTERM]
+
+
+def test_it_holds_a_sigterm_back_while_another_thread_runs(received: list[int]) -> None:
+    # The kernel may hand a process-wide signal to any thread; the deferral
+    # must not depend on which one gets it.
+    stop = threading.Event()
+    bystander = threading.Thread(target=stop.wait, daemon=True)
+    bystander.start()
+    try:
+        with sigterm_deferred():
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.05)
+            assert received == []
+        assert received == [signal.SIGTERM]
+    finally:
+        stop.set()
+        bystander.join()
