@@ -62,9 +62,9 @@ start_background reaper "$PY" manage.py reap --loop
 if (exec 3<>"/dev/tcp/$WEB_HOST/$WEB_PORT") 2>/dev/null; then
     die "something other than Attune already listens on $WEB_HOST:$WEB_PORT; stop it and re-run"
 fi
-# --insecure: serve the admin's static files although DEBUG is off; this is
-# the local demo server, docker/ runs gunicorn.
-start_background web "$PY" manage.py runserver "$WEB_HOST:$WEB_PORT" --noreload --insecure
+# The local demo server (docker/ runs gunicorn); WhiteNoise serves the static
+# files with DEBUG off.
+start_background web "$PY" manage.py runserver "$WEB_HOST:$WEB_PORT" --noreload
 
 log "waiting for the worker and the web server"
 for _ in $(seq 1 150); do
