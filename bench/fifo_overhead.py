@@ -1,7 +1,7 @@
 """What the FIFO gate costs: the same no-op run through plain Celery and
 through Attune's gate, with the same worker settings, in one run.
 
-    python bench/fifo_overhead.py [--count 2000] [--concurrency 2]
+    python -m bench.fifo_overhead [--count 2000] [--concurrency 2]
 
 Plain Celery: N messages of a task that only counts itself in Redis.
 Through the gate: N executions of `core.noop` with a concurrency limit

@@ -24,6 +24,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import common
+from bench.fifo_overhead import run_gated
 
 
 def row_writes() -> int:
@@ -41,31 +42,13 @@ def row_writes() -> int:
     return int(row[0]) if row else 0
 
 
-def run_burst(count: int, limit: int) -> float:
-    from executions.core_pack import load_core_pack
-    from executions.models import Action, Execution, ExecutionStatus
-    from executions.services import request_execution
-
-    load_core_pack()
-    action = Action.objects.get(ref="core.noop")
-    action.concurrency_limit = limit
-    action.max_queue_length = max(10000, count)
-    action.save()
-    started = time.perf_counter()
-    for _ in range(count):
-        request_execution("core.noop", {})
-    while Execution.objects.filter(status=ExecutionStatus.COMPLETED).count() < count:
-        time.sleep(0.05)
-    return time.perf_counter() - started
-
-
 def run_round(flush: bool, count: int, concurrency: int) -> tuple[float, int]:
     """Seconds for the burst, and rows written into queue_stats meanwhile."""
     common.reset_state()
     env = {"ATTUNE_STATS_FLUSH_ENABLED": "1" if flush else "0"}
     before = row_writes()
     with common.celery_worker(concurrency, env):
-        seconds = run_burst(count, concurrency)
+        seconds = run_gated(count, concurrency)
         # Let the flusher write the final state, as it would in production.
         time.sleep(1.0)
     # The worker has exited, so PostgreSQL has counted its writes.

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from django.contrib import admin, messages
 from django.db.models import Count, QuerySet
 from django.http import HttpRequest
 
+from attune.admin_mixins import ReadOnlyAdminMixin
 from executions.models import Action, Execution, Pack
 from queues.policy import resolve_limit
 from queues.services import cancel_executions
@@ -83,7 +82,7 @@ class ActionAdmin(admin.ModelAdmin):
 
 
 @admin.register(Execution)
-class ExecutionAdmin(admin.ModelAdmin):
+class ExecutionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """Read-only: executions change only through the services, so that the
     gate and the database stay in step. Cancelling is the one action."""
 
@@ -108,15 +107,6 @@ class ExecutionAdmin(admin.ModelAdmin):
 
     def get_readonly_fields(self, request: HttpRequest, obj: Execution | None = None) -> list[str]:
         return [field.name for field in Execution._meta.fields]
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     def has_cancel_permission(self, request: HttpRequest) -> bool:
         return bool(request.user.has_perm("executions.change_execution"))

@@ -8,7 +8,8 @@ from django.contrib import admin
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from queues.models import QueueStats
+from attune.admin_mixins import ReadOnlyAdminMixin
+from queues.models import STAT_FIELDS, QueueStats
 
 
 class BusyFilter(admin.SimpleListFilter):
@@ -27,20 +28,10 @@ class BusyFilter(admin.SimpleListFilter):
 
 
 @admin.register(QueueStats)
-class QueueStatsAdmin(admin.ModelAdmin):
+class QueueStatsAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """Written only by the flusher and rebuild_queue_stats."""
 
-    list_display = [
-        "action_ref",
-        "queue_length",
-        "active_count",
-        "max_concurrent",
-        "oldest_enqueued_at",
-        "total_enqueued",
-        "total_completed",
-        "total_terminal",
-        "last_updated",
-    ]
+    list_display = ["action_ref", *STAT_FIELDS]
     list_filter = [BusyFilter]
     list_select_related = ["action"]
     search_fields = ["action__ref"]
@@ -49,12 +40,3 @@ class QueueStatsAdmin(admin.ModelAdmin):
     @admin.display(description="action", ordering="action__ref")
     def action_ref(self, stats: QueueStats) -> str:
         return stats.action.ref
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False

@@ -19,7 +19,7 @@ from rest_framework.views import APIView
 from executions.api.permissions import IsStaff
 from executions.api.views import errors
 from queues import services
-from queues.models import QueueStats
+from queues.models import STAT_FIELDS, QueueStats
 
 TRUE_VALUES = {"true", "1", "yes"}
 FALSE_VALUES = {"false", "0", "no", ""}
@@ -31,18 +31,7 @@ class QueueStatsSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = QueueStats
-        fields = [
-            "action_id",
-            "action_ref",
-            "queue_length",
-            "active_count",
-            "max_concurrent",
-            "oldest_enqueued_at",
-            "total_enqueued",
-            "total_completed",
-            "total_terminal",
-            "last_updated",
-        ]
+        fields = ["action_id", "action_ref", *STAT_FIELDS]
         read_only_fields = fields
 
 

@@ -28,7 +28,7 @@ from executions.models import (
     ExecutionStatus,
 )
 from queues import metrics
-from queues.gate import Grant, get_gate
+from queues.gate import Admission, Grant, get_gate
 from queues.keys import QueueRef
 from queues.policy import lease_ms, resolve_limit
 
@@ -57,24 +57,22 @@ def admit(execution: Execution) -> Execution:
     action = execution.action
     queue = queue_of(execution)
     gate = get_gate()
-    admission = gate.admit(
-        queue,
-        str(execution.pk),
-        limit=resolve_limit(action),
-        max_waiting=action.max_queue_length,
-        lease_ms=lease_ms(),
-    )
-    if admission.outcome == "uninitialized":
-        # First use of this queue, or Redis lost its state: rebuild it from
-        # the database before anyone is let through, so order survives.
-        reconcile_action(action, admit_requested=False)
-        admission = gate.admit(
+
+    def through_gate() -> Admission:
+        return gate.admit(
             queue,
             str(execution.pk),
             limit=resolve_limit(action),
             max_waiting=action.max_queue_length,
             lease_ms=lease_ms(),
         )
+
+    admission = through_gate()
+    if admission.outcome == "uninitialized":
+        # First use of this queue, or Redis lost its state: rebuild it from
+        # the database before anyone is let through, so order survives.
+        reconcile_action(action, admit_requested=False)
+        admission = through_gate()
 
     if admission.outcome == "full":
         Execution.objects.filter(pk=execution.pk).delete()
