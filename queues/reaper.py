@@ -25,7 +25,7 @@ from executions.models import TERMINAL_STATUSES, Action, Execution, ExecutionSta
 from queues import dispatch, metrics
 from queues.gate import get_gate
 from queues.keys import QueueRef, lock_key
-from queues.reconcile import admit_stranded_requests, reconcile_missing
+from queues.reconcile import admit_stranded_requests, reconcile_missing, stranded_after_seconds
 from workers.models import Worker
 
 logger = logging.getLogger(__name__)
@@ -126,7 +126,9 @@ def reap_once() -> ReapReport:
         for action in actions:
             if action.pk in busy:
                 _expire_waiting(action, report)
-                report.stranded_admitted += admit_stranded_requests(action, older_than_seconds=interval)
+                report.stranded_admitted += admit_stranded_requests(
+                    action, older_than_seconds=stranded_after_seconds()
+                )
         report.workers_offline = Worker.objects.mark_silent_offline(
             silent_for=timedelta(seconds=float(settings.ATTUNE_LEASE_SECONDS) * WORKER_SILENT_LEASES)
         )

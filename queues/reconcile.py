@@ -33,6 +33,11 @@ logger = logging.getLogger(__name__)
 S = ExecutionStatus
 RECONCILE_LOCK_TIMEOUT_SECONDS = 120
 RECONCILE_LOCK_WAIT_SECONDS = 60
+# A live request goes from commit to its gate step and the record of it in
+# milliseconds; one still `requested` without a queue seq after this long was
+# left behind by a process that died. Admitting it sooner could race the
+# live admission (see admit_stranded_requests).
+STRANDED_AFTER_SECONDS = 2.0
 
 
 @dataclass
@@ -113,9 +118,18 @@ def _free_stale(action: Action, queue: QueueRef) -> int:
     return freed
 
 
+def stranded_after_seconds() -> float:
+    return min(STRANDED_AFTER_SECONDS, float(settings.ATTUNE_REAPER_INTERVAL_SECONDS))
+
+
 def admit_stranded_requests(action: Action, *, older_than_seconds: float) -> int:
     """Admit, in request order, executions committed as `requested` whose
-    gate step never happened (the process died between commit and Redis)."""
+    gate step never happened (the process died between commit and Redis).
+
+    ``older_than_seconds`` is the grace given to a live admission: one that
+    passed the gate and whose execution then ended and left the gate before
+    its queue seq was recorded would otherwise be let through a second time.
+    """
     cutoff = timezone.now() - timedelta(seconds=older_than_seconds)
     stranded = Execution.objects.filter(
         action=action, status=S.REQUESTED, queue_seq__isnull=True, created__lt=cutoff
@@ -148,7 +162,7 @@ def reconcile_action(action: Action, *, admit_requested: bool = True) -> Reconci
         report.granted = dispatch.refill(action)
     if admit_requested:
         report.requested_admitted = admit_stranded_requests(
-            action, older_than_seconds=float(settings.ATTUNE_REAPER_INTERVAL_SECONDS)
+            action, older_than_seconds=stranded_after_seconds()
         )
     if report.waiting_added or report.active_added or report.stale_freed or report.requested_admitted:
         logger.warning("reconciled %s", report)
