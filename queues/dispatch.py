@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
+from datetime import UTC, datetime
 from typing import Any
 
 from celery import current_app
@@ -84,6 +85,8 @@ def admit(execution: Execution) -> Execution:
             limit=action.max_queue_length,
             retry_after_seconds=max(1, int(settings.ATTUNE_REAPER_INTERVAL_SECONDS)),
         )
+    if admission.outcome == "duplicate":
+        _record_earlier_admission(execution, queue)
     if admission.outcome in ("duplicate", "uninitialized"):
         execution.refresh_from_db()
         return execution
@@ -115,6 +118,21 @@ def admit(execution: Execution) -> Execution:
             withdraw(current)
     execution.refresh_from_db()
     return execution
+
+
+def _record_earlier_admission(execution: Execution, queue: QueueRef) -> None:
+    """An earlier admission got through the gate but its process died before
+    recording it: take the seq and time it was given, so the execution is
+    counted and its queue timeout runs from when it really joined."""
+    entry = get_gate().waiting_entry(queue, str(execution.pk))
+    if entry is None:
+        # Holding a slot instead: its lease brings it back to the reaper.
+        return
+    seq, since_ms = entry
+    enqueued_at = timezone.now() if since_ms is None else datetime.fromtimestamp(since_ms / 1000, tz=UTC)
+    Execution.objects.transition(
+        execution.pk, S.QUEUED, expected=[S.REQUESTED], queue_seq=seq, enqueued_at=enqueued_at
+    )
 
 
 def _send(execution_id: str, task_id: str, action: Action, released_at: float | None = None) -> None:

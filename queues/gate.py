@@ -180,6 +180,20 @@ class Gate:
     def active_ids(self, queue: QueueRef) -> list[str]:
         return [str(member) for member in self.redis.zrange(queue.active, 0, -1)]
 
+    def waiting_entry(self, queue: QueueRef, execution_id: str) -> tuple[int, int | None] | None:
+        """(queue seq, enqueued at ms) of a waiting execution, else None.
+
+        The seq is the order score, which is what admit_v1 stores today; a
+        priority band in the score would have to be taken off here.
+        """
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.zscore(queue.waiting, execution_id)
+        pipe.hget(queue.since, execution_id)
+        score, since = pipe.execute()
+        if score is None:
+            return None
+        return int(score), None if since is None else int(since)
+
     def position(self, queue: QueueRef, execution_id: str) -> int | None:
         """1-based place in the queue (1 = next), or None if not waiting."""
         rank = self.redis.zrank(queue.waiting, execution_id)

@@ -4,6 +4,7 @@ dying at that point would leave, then runs one reaper pass)."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -128,3 +129,30 @@ def test_it_ends_a_cancel_whose_worker_died_cancelled(make_action: Any, redis_db
 
     assert _status(only) == S.CANCELLED
     assert_gate_drained_and_counted([action])
+
+
+def test_it_records_a_place_in_the_queue_whose_admission_was_never_written(
+    make_action: Any, redis_db: redis.Redis, settings: Any
+) -> None:
+    from queues import reconcile
+
+    action = make_action("died_admitting", concurrency_limit=1)
+    queue = QueueRef(action.pk)
+    holder = request_execution(action.ref, {})
+    # Committed, through admit_v1 into the queue, then the process died
+    # before recording `queued` and the seq.
+    stranded = Execution.objects.create(action=action, action_ref=action.ref, parameters={})
+    admission = get_gate().admit(queue, str(stranded.pk), limit=1, max_waiting=100, lease_ms=30000)
+    assert (admission.outcome, admission.seq) == ("queued", 2)
+    Execution.objects.filter(pk=stranded.pk).update(created=timezone.now() - timedelta(seconds=60))
+    settings.ATTUNE_REAPER_INTERVAL_SECONDS = 1.0
+    assert reconcile.stranded_after_seconds() == 1.0
+
+    reap_once()
+
+    recorded = Execution.objects.get(pk=stranded.pk)
+    assert (recorded.status, recorded.queue_seq) == (S.QUEUED, 2)
+    assert abs((recorded.enqueued_at - timezone.now()).total_seconds()) < 5
+    assert redis_db.zrange(queue.waiting, 0, -1) == [str(stranded.pk)]
+    assert redis_db.hget(queue.meta, "seq") == "2"
+    assert _status(holder.pk) == S.SCHEDULED
