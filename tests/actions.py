@@ -19,3 +19,17 @@ def fail_every_third(index: int, seconds: float = 0.0) -> dict[str, int]:
 def sleep_indexed(index: int, seconds: float = 0.0) -> dict[str, int]:
     time.sleep(seconds)
     return {"index": index}
+
+
+def ignore_soft_time_limit(seconds: float) -> dict[str, float]:
+    """Swallows Celery's soft time limit, as badly behaved code does, so
+    only the hard limit can stop it."""
+    from billiard.exceptions import SoftTimeLimitExceeded
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            time.sleep(deadline - time.monotonic())
+        except SoftTimeLimitExceeded:
+            continue
+    return {"slept": seconds}

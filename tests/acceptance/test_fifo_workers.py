@@ -103,3 +103,24 @@ def test_it_ends_an_action_past_its_timeout_as_timeout_and_starts_the_next(
     assert (timed_out.completed_at - timed_out.started_at).total_seconds() < 5
     assert completed.status == S.COMPLETED
     assert completed.started_at >= timed_out.completed_at
+
+
+def test_it_ends_a_run_that_ignores_the_soft_limit_at_the_hard_limit_and_starts_the_next(
+    make_action: Any, worker_factory: Any, settings: Any
+) -> None:
+    settings.ATTUNE_HARD_TIMEOUT_GRACE_SECONDS = 1.0
+    action = make_action(
+        "stubborn", entrypoint="tests.actions.ignore_soft_time_limit", concurrency_limit=1, timeout_seconds=1
+    )
+    worker_factory(concurrency=2)
+
+    stubborn = request_execution(action.ref, {"seconds": 30})
+    next_one = request_execution(action.ref, {"seconds": 0.1})
+    executions = {e.pk: e for e in wait_all_terminal([stubborn.pk, next_one.pk], timeout=30)}
+
+    killed, completed = executions[stubborn.pk], executions[next_one.pk]
+    assert killed.status == S.TIMEOUT
+    assert "TimeLimitExceeded" in killed.error
+    assert (killed.completed_at - killed.started_at).total_seconds() < 10
+    assert completed.status == S.COMPLETED
+    assert completed.started_at >= killed.completed_at
