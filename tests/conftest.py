@@ -123,14 +123,43 @@ def _database_url_for_subprocesses() -> str:
     return f"postgres://{s['USER']}{password}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 5432}/{s['NAME']}"
 
 
+def subprocess_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment of every process a test starts (workers, the reaper,
+    management commands): the test database and Redis, the test's lease
+    and reaper settings, and no metrics ports unless ``extra`` gives one
+    (tests running side by side would fight over them)."""
+    from django.conf import settings
+
+    return {
+        **os.environ,
+        "DATABASE_URL": _database_url_for_subprocesses(),
+        "REDIS_URL": settings.REDIS_URL,
+        "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
+        "ATTUNE_LEASE_SECONDS": str(settings.ATTUNE_LEASE_SECONDS),
+        "ATTUNE_REAPER_INTERVAL_SECONDS": str(settings.ATTUNE_REAPER_INTERVAL_SECONDS),
+        "DATABASE_CONN_MAX_AGE": "0",
+        "ATTUNE_WORKER_METRICS_PORT": "0",
+        "ATTUNE_REAPER_METRICS_PORT": "0",
+        "PYTHONUNBUFFERED": "1",
+        **(extra or {}),
+    }
+
+
+def spawn(command: list[str], log_path: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """Start ``command`` from the repository root in a process group of its
+    own (so a kill reaches its children), its output going to ``log_path``."""
+    with log_path.open("wb") as log:
+        return subprocess.Popen(
+            command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+
 @pytest.fixture
 def worker_factory(
     transactional_db: None, redis_db: redis.Redis, tmp_path: Path
 ) -> Iterator[Callable[..., WorkerProcess]]:
     """Start real `celery -A attune worker` processes against the test
     database; every one is stopped at teardown."""
-    from django.conf import settings
-
     started: list[WorkerProcess] = []
 
     def start(
@@ -143,45 +172,29 @@ def worker_factory(
     ) -> WorkerProcess:
         name = name or f"w{len(started) + 1}-{uuid.uuid4().hex[:6]}"
         log_path = tmp_path / f"{name}.log"
-        worker_env = {
-            **os.environ,
-            "DATABASE_URL": _database_url_for_subprocesses(),
-            "REDIS_URL": settings.REDIS_URL,
-            "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
-            "ATTUNE_LEASE_SECONDS": str(settings.ATTUNE_LEASE_SECONDS),
-            "ATTUNE_REAPER_INTERVAL_SECONDS": str(settings.ATTUNE_REAPER_INTERVAL_SECONDS),
-            "DATABASE_CONN_MAX_AGE": "0",
-            # Several workers run at once; a test that scrapes one gives it a port.
-            "ATTUNE_WORKER_METRICS_PORT": "0",
-            "PYTHONUNBUFFERED": "1",
-            **(env or {}),
-        }
-        with log_path.open("wb") as log:
-            process = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "celery",
-                    "-A",
-                    "attune",
-                    "worker",
-                    "-l",
-                    "info",
-                    "-Q",
-                    queues,
-                    "-c",
-                    str(concurrency),
-                    "-n",
-                    f"{name}@%h",
-                    "--without-gossip",
-                    "--without-mingle",
-                ],
-                cwd=ROOT,
-                env=worker_env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        worker_env = subprocess_env(env)
+        process = spawn(
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "attune",
+                "worker",
+                "-l",
+                "info",
+                "-Q",
+                queues,
+                "-c",
+                str(concurrency),
+                "-n",
+                f"{name}@%h",
+                "--without-gossip",
+                "--without-mingle",
+            ],
+            log_path,
+            worker_env,
+        )
         worker = WorkerProcess(name, process, log_path, worker_env)
         started.append(worker)
         if wait:

@@ -18,7 +18,7 @@ import redis
 from executions.models import TERMINAL_STATUSES, Action, Execution, ExecutionStatus
 from queues.gate import get_gate
 from queues.keys import QueueRef
-from tests.conftest import ROOT, WorkerProcess, _database_url_for_subprocesses, wait_until
+from tests.conftest import ROOT, WorkerProcess, spawn, subprocess_env, wait_until
 
 S = ExecutionStatus
 # Celery's keys in the broker database: the task queue (kombu adds a suffix
@@ -27,37 +27,10 @@ BROKER_QUEUE = "default"
 BROKER_UNACKED = "unacked"
 
 
-def subprocess_env(extra: dict[str, str] | None = None) -> dict[str, str]:
-    """The environment worker_factory gives workers, for the other commands."""
-    from django.conf import settings
-
-    return {
-        **os.environ,
-        "DATABASE_URL": _database_url_for_subprocesses(),
-        "REDIS_URL": settings.REDIS_URL,
-        "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
-        "ATTUNE_LEASE_SECONDS": str(settings.ATTUNE_LEASE_SECONDS),
-        "ATTUNE_REAPER_INTERVAL_SECONDS": str(settings.ATTUNE_REAPER_INTERVAL_SECONDS),
-        "DATABASE_CONN_MAX_AGE": "0",
-        "PYTHONUNBUFFERED": "1",
-        # No metrics port: tests running side by side would fight over it.
-        "ATTUNE_REAPER_METRICS_PORT": "0",
-        **(extra or {}),
-    }
-
-
 def start_manage_loop(name: str, args: list[str], log_path: Path) -> WorkerProcess:
     """Start a long-running `manage.py` command in its own process group."""
     env = subprocess_env()
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "manage.py", *args],
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    process = spawn([sys.executable, "manage.py", *args], log_path, env)
     return WorkerProcess(name, process, log_path, env)
 
 

@@ -5,10 +5,7 @@ its pool processes) and a `manage.py reap --loop` (its own exporter)."""
 from __future__ import annotations
 
 import contextlib
-import os
-import signal
 import socket
-import subprocess
 import sys
 import threading
 import time
@@ -19,13 +16,12 @@ from typing import Any
 
 import pytest
 import requests
-from django.conf import settings
 
 from executions.exceptions import QueueFull
 from executions.models import Execution, ExecutionStatus
 from executions.services import cancel_execution, request_execution
 from queues.keys import QueueRef
-from tests.conftest import ROOT, _database_url_for_subprocesses, wait_until
+from tests.conftest import WorkerProcess, spawn, subprocess_env, wait_until
 from tests.helpers import wait_all_terminal
 from tests.prometheus import Samples, names, scrape, total, value
 
@@ -70,35 +66,14 @@ def scrape_when_up(url: str, *, timeout: float = 30) -> Samples:
 
 
 @contextlib.contextmanager
-def reaper_loop(port: int, log_path: Path) -> Iterator[subprocess.Popen[bytes]]:
-    env = {
-        **os.environ,
-        "DATABASE_URL": _database_url_for_subprocesses(),
-        "REDIS_URL": settings.REDIS_URL,
-        "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
-        "ATTUNE_REAPER_INTERVAL_SECONDS": "0.5",
-        "ATTUNE_REAPER_METRICS_PORT": str(port),
-        "DATABASE_CONN_MAX_AGE": "0",
-    }
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "manage.py", "reap", "--loop"],
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+def reaper_loop(port: int, log_path: Path) -> Iterator[WorkerProcess]:
+    env = subprocess_env({"ATTUNE_REAPER_INTERVAL_SECONDS": "0.5", "ATTUNE_REAPER_METRICS_PORT": str(port)})
+    process = spawn([sys.executable, "manage.py", "reap", "--loop"], log_path, env)
+    reaper = WorkerProcess("reaper", process, log_path, env)
     try:
-        yield process
+        yield reaper
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=5)
+        reaper.stop()
 
 
 class DepthSampler(threading.Thread):
