@@ -205,6 +205,68 @@ class ExecutionQuerySet(models.QuerySet["Execution"]):
         rows = self.filter(pk=execution_id, status__in=sources, **(where or {}))
         return rows.update(status=new_status, **fields) == 1
 
+    def transition_returning(
+        self,
+        execution_id: Any,
+        new_status: str,
+        *,
+        expected: Iterable[str],
+        where: dict[str, Any] | None = None,
+        canceling_becomes: str | None = None,
+        **fields: Any,
+    ) -> Execution | None:
+        """``transition`` in one statement that also returns the changed
+        execution with its action and pack loaded, or None if it did not
+        change. With ``canceling_becomes``, an execution being cancelled
+        (``canceling``) moves to that status instead of ``new_status``.
+        """
+        from executions import bulk
+
+        sources = list(expected)
+        for source in sources:
+            check_transition(source, new_status)
+        status_sql: tuple[str, list[Any]] = ("%s", [new_status])
+        if canceling_becomes is not None:
+            check_transition(S.CANCELING, canceling_becomes)
+            sources.append(S.CANCELING)
+            status_sql = (
+                "CASE WHEN e.status = %s THEN %s ELSE %s END",
+                [S.CANCELING, canceling_becomes, new_status],
+            )
+        fields.setdefault("updated", timezone.now())
+        found = bulk.update_returning(
+            Execution,
+            execution_id,
+            fields=fields,
+            where=where or {},
+            status_in=sources,
+            status_sql=status_sql,
+            related=[("a", Action, "action_id"), ("p", Pack, "pack_id")],
+        )
+        if found is None:
+            return None
+        execution, action, pack = found
+        assert isinstance(execution, Execution) and isinstance(action, Action) and isinstance(pack, Pack)
+        action.pack = pack
+        execution.action = action
+        return execution
+
+    def transition_many(
+        self, changes: list[tuple[Any, str, dict[str, Any]]], *, expected: Iterable[str]
+    ) -> set[str]:
+        """Apply many transitions in one statement: each change is
+        (execution id, new status, fields), every one with the same field
+        names, made only where the status is one of ``expected``. Returns the
+        ids (as str) that changed."""
+        from executions import bulk
+
+        sources = list(expected)
+        for _, new_status, _ in changes:
+            for source in sources:
+                check_transition(source, new_status)
+        rows = [(pk, {"status": new_status, **fields}) for pk, new_status, fields in changes]
+        return bulk.update_many(Execution, rows, status_in=sources, shared={"updated": timezone.now()})
+
 
 class Execution(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)

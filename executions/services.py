@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import signal
+from collections.abc import Sequence
 from typing import Any
 
 from celery import current_app
@@ -27,6 +28,9 @@ from queues import dispatch
 
 logger = logging.getLogger(__name__)
 S = ExecutionStatus
+# The most executions one request may ask for: a batch is one transaction
+# and one gate step, and both should stay short.
+MAX_BATCH = 1000
 
 
 def get_action(action_ref: str) -> Action:
@@ -36,13 +40,20 @@ def get_action(action_ref: str) -> Action:
         raise ActionNotFound(f"Action '{action_ref}' not found") from None
 
 
-def validate_parameters(action: Action, parameters: Any) -> dict[str, Any]:
+def _validator(action: Action) -> Draft202012Validator:
+    # An empty registry: refs resolve within the schema only, nothing is fetched.
+    return Draft202012Validator(action.parameters_schema or {}, registry=Registry())
+
+
+def validate_parameters(
+    action: Action, parameters: Any, validator: Draft202012Validator | None = None
+) -> dict[str, Any]:
     """Return the parameters if they satisfy the action's schema, else raise
-    InvalidParameters naming the first offending field."""
+    InvalidParameters naming the first offending field. ``validator`` is the
+    action's, when the caller checks many requests against it."""
     if not isinstance(parameters, dict):
         raise InvalidParameters("parameters must be a JSON object", field="parameters")
-    # An empty registry: refs resolve within the schema only, nothing is fetched.
-    validator = Draft202012Validator(action.parameters_schema or {}, registry=Registry())
+    validator = validator or _validator(action)
     try:
         errors = sorted(validator.iter_errors(parameters), key=lambda e: list(e.absolute_path))
     except Unresolvable as exc:
@@ -68,15 +79,46 @@ def request_execution(action_ref: str, parameters: Any = None) -> Execution:
     Raises ActionNotFound, ActionDisabled, InvalidParameters, or QueueFull
     (in which case nothing of the request remains).
     """
+    return request_executions(action_ref, [parameters])[0]
+
+
+def request_executions(action_ref: str, parameters_list: Sequence[Any]) -> list[Execution]:
+    """Record many executions of one action and pass them through its gate
+    in list order: one transaction, one gate step, one statement recording
+    the outcome. FIFO order is list order.
+
+    All or nothing: raises ActionNotFound, ActionDisabled, InvalidParameters
+    (naming the item, ``parameters[3].seconds``, when there are several),
+    or QueueFull when the ones that would wait do not fit in the queue; in
+    each case no execution of the batch remains.
+    """
+    if not parameters_list:
+        raise InvalidParameters("at least one execution must be requested", field="parameters")
+    if len(parameters_list) > MAX_BATCH:
+        raise InvalidParameters(
+            f"at most {MAX_BATCH} executions may be requested at once, got {len(parameters_list)}",
+            field="parameters",
+        )
     action = get_action(action_ref)
     if not action.enabled:
         raise ActionDisabled(f"Action '{action.ref}' is disabled")
-    params = validate_parameters(action, {} if parameters is None else parameters)
+    validator = _validator(action)
+    checked = []
+    for index, parameters in enumerate(parameters_list):
+        try:
+            checked.append(validate_parameters(action, {} if parameters is None else parameters, validator))
+        except InvalidParameters as exc:
+            if len(parameters_list) == 1:
+                raise
+            field = (exc.field or "parameters").replace("parameters", f"parameters[{index}]", 1)
+            message = exc.message.replace(exc.field, field, 1) if exc.field else f"{field}: {exc.message}"
+            raise InvalidParameters(message, field=field) from None
+    executions = [Execution(action=action, action_ref=action.ref, parameters=params) for params in checked]
     with transaction.atomic():
-        execution = Execution.objects.create(action=action, action_ref=action.ref, parameters=params)
+        Execution.objects.bulk_create(executions)
         # The gate must never see an execution the database might still roll back.
-        transaction.on_commit(lambda: dispatch.admit(execution))
-    return execution
+        transaction.on_commit(lambda: dispatch.admit(executions, action))
+    return executions
 
 
 def get_execution(execution_id: Any) -> Execution:

@@ -29,7 +29,7 @@ from executions.models import (
     ExecutionStatus,
 )
 from queues import metrics
-from queues.gate import Admission, Grant, get_gate
+from queues.gate import Admission, BatchAdmission, Grant, get_gate
 from queues.keys import QueueRef
 from queues.policy import lease_ms, resolve_limit
 
@@ -46,78 +46,103 @@ def _load_action(action_id: int) -> Action:
     return Action.objects.select_related("pack").get(pk=action_id)
 
 
-def admit(execution: Execution) -> Execution:
-    """Pass a committed ``requested`` execution through the gate.
+def admit(executions: list[Execution], action: Action) -> list[Execution]:
+    """Pass committed ``requested`` executions of ``action`` through its gate,
+    in list order, with one script run and one statement for the batch.
 
-    Updates ``execution`` in place and returns it. Raises QueueFull after
-    deleting the execution's row when the queue is at its maximum length, so
-    a rejected request leaves nothing behind.
+    Updates each execution in place and returns them. Raises QueueFull after
+    deleting every row of the batch when the ones that would wait do not
+    fit in the queue, so a rejected request leaves nothing behind.
     """
     from queues.reconcile import reconcile_action
 
-    action = execution.action
-    queue = queue_of(execution)
+    if not executions:
+        return executions
+    queue = QueueRef(action.pk)
     gate = get_gate()
+    ids = [str(execution.pk) for execution in executions]
 
-    def through_gate() -> Admission:
+    def through_gate() -> BatchAdmission:
         return gate.admit(
-            queue,
-            str(execution.pk),
-            limit=resolve_limit(action),
-            max_waiting=action.max_queue_length,
-            lease_ms=lease_ms(),
+            queue, ids, limit=resolve_limit(action), max_waiting=action.max_queue_length, lease_ms=lease_ms()
         )
 
-    admission = through_gate()
-    if admission.outcome == "uninitialized":
+    batch = through_gate()
+    if batch.outcome == "uninitialized":
         # First use of this queue, or Redis lost its state: rebuild it from
         # the database before anyone is let through, so order survives.
         reconcile_action(action, admit_requested=False)
-        admission = through_gate()
-
-    if admission.outcome == "full":
-        Execution.objects.filter(pk=execution.pk).delete()
-        metrics.rejected(action.ref, "queue_full")
+        batch = through_gate()
+    if batch.outcome == "full":
+        Execution.objects.filter(pk__in=ids).delete()
+        metrics.rejected(action.ref, "queue_full", len(ids))
         raise QueueFull(
-            f"Queue for action '{action.ref}' is full: {admission.waiting} executions are waiting "
-            f"and its max_queue_length is {action.max_queue_length}.",
+            f"Queue for action '{action.ref}' is full: {batch.waiting} executions are waiting "
+            f"and its max_queue_length is {action.max_queue_length}"
+            + (f"; none of the {len(ids)} requested were admitted." if len(ids) > 1 else "."),
             action_ref=action.ref,
             limit=action.max_queue_length,
             retry_after_seconds=max(1, int(settings.ATTUNE_REAPER_INTERVAL_SECONDS)),
         )
-    if admission.outcome == "duplicate":
-        _record_earlier_admission(execution, queue)
-    if admission.outcome in ("duplicate", "uninitialized"):
-        execution.refresh_from_db()
-        return execution
+    if batch.outcome != "admitted":
+        # Still no queue state: the reaper admits these once it is rebuilt.
+        for execution in executions:
+            execution.refresh_from_db()
+        return executions
 
     now = timezone.now()
-    execution.queue_seq = admission.seq
-    execution.enqueued_at = now
-    metrics.enqueued(action.ref)
-    if admission.outcome == "granted":
-        assert admission.grant_seq is not None
-        _dispatch(
-            queue,
-            [Grant(str(execution.pk), admission.grant_seq)],
-            action=action,
-            admitted={"queue_seq": admission.seq, "enqueued_at": now},
+    by_id = {str(execution.pk): execution for execution in executions}
+    changes: list[tuple[Any, str, dict[str, Any]]] = []
+    for admission in batch.admissions:
+        if admission.outcome == "duplicate":
+            continue
+        granted = admission.outcome == "granted"
+        changes.append(
+            (
+                admission.execution_id,
+                S.SCHEDULED if granted else S.QUEUED,
+                {
+                    "queue_seq": admission.seq,
+                    "enqueued_at": now,
+                    "grant_seq": admission.grant_seq if granted else None,
+                    "celery_task_id": admission.execution_id if granted else "",
+                    "scheduled_at": now if granted else None,
+                },
+            )
         )
-    else:
-        queued = Execution.objects.transition(
-            execution.pk, S.QUEUED, expected=[S.REQUESTED], queue_seq=admission.seq, enqueued_at=now
-        )
-        if queued:
-            execution.status = S.QUEUED
-            return execution
-        # Someone moved it first: a release granted it a slot already
-        # (fine, record its seq), or a cancel ended it (take it back out).
-        Execution.objects.filter(pk=execution.pk).update(queue_seq=admission.seq, enqueued_at=now)
-        current = Execution.objects.get(pk=execution.pk)
-        if current.status in TERMINAL_STATUSES:
-            withdraw(current)
+    recorded = Execution.objects.transition_many(changes, expected=[S.REQUESTED])
+    metrics.enqueued(action.ref, len(changes))
+    sent_at = time.time()
+    for admission in batch.admissions:
+        execution = by_id[admission.execution_id]
+        if admission.outcome == "duplicate":
+            _record_earlier_admission(execution, queue)
+            execution.refresh_from_db()
+        elif admission.execution_id in recorded:
+            execution.queue_seq, execution.enqueued_at = admission.seq, now
+            if admission.outcome == "granted":
+                execution.status, execution.grant_seq = S.SCHEDULED, admission.grant_seq
+                execution.celery_task_id, execution.scheduled_at = admission.execution_id, now
+                metrics.granted(action.ref, admission.execution_id)
+                _send(admission.execution_id, admission.execution_id, action, granted_at=sent_at)
+            else:
+                execution.status = S.QUEUED
+        else:
+            _admission_raced(execution, admission, queue, action, now)
+    return executions
+
+
+def _admission_raced(
+    execution: Execution, admission: Admission, queue: QueueRef, action: Action, now: datetime
+) -> None:
+    """The execution moved before its admission was recorded: a release
+    granted it a slot already (fine, record its seq), or a cancel ended it
+    (take it back out of the gate)."""
+    Execution.objects.filter(pk=execution.pk).update(queue_seq=admission.seq, enqueued_at=now)
+    current = Execution.objects.get(pk=execution.pk)
+    if current.status in TERMINAL_STATUSES:
+        withdraw(current)
     execution.refresh_from_db()
-    return execution
 
 
 def _record_earlier_admission(execution: Execution, queue: QueueRef) -> None:
@@ -135,8 +160,16 @@ def _record_earlier_admission(execution: Execution, queue: QueueRef) -> None:
     )
 
 
-def _send(execution_id: str, task_id: str, action: Action, released_at: float | None = None) -> None:
+def _send(
+    execution_id: str, task_id: str, action: Action, released_at: float | None = None, *, granted_at: float
+) -> None:
     timeout = float(action.timeout_seconds)
+    # With the grant go when it was made, so the worker knows whether its
+    # lease needs renewing before it starts, and when its slot was freed,
+    # for the hand-off time; a worker that does not know a header ignores it.
+    headers = {metrics.GRANTED_AT_HEADER: granted_at}
+    if released_at is not None:
+        headers[metrics.RELEASED_AT_HEADER] = released_at
     current_app.send_task(
         RUN_TASK,
         args=[execution_id],
@@ -144,9 +177,7 @@ def _send(execution_id: str, task_id: str, action: Action, released_at: float | 
         queue=action.celery_queue,
         soft_time_limit=timeout,
         time_limit=timeout + float(settings.ATTUNE_HARD_TIMEOUT_GRACE_SECONDS),
-        # With the grant goes when its slot was freed, for the hand-off time
-        # observed at start; a worker that does not know the header ignores it.
-        headers={} if released_at is None else {metrics.RELEASED_AT_HEADER: released_at},
+        headers=headers,
     )
 
 
@@ -155,13 +186,12 @@ def _dispatch(
     grants: list[Grant],
     *,
     action: Action | None = None,
-    admitted: dict[str, Any] | None = None,
     released_at: float | None = None,
 ) -> None:
     """Record each grant as ``scheduled`` and send its task.
 
     ``released_at`` is when the slots of ``grants`` were freed (None: they
-    were free already, on admission or a limit change). A grant whose
+    were free already, on a limit change). A grant whose
     execution ended meanwhile (cancelled or timed out while the slot was on
     its way) hands the slot straight on to the next head.
     """
@@ -185,12 +215,10 @@ def _dispatch(
             grant_seq=grant.grant_seq,
             celery_task_id=task_id,
             scheduled_at=now,
-            **(admitted or {}),
         )
-        admitted = None
         if scheduled:
             metrics.granted(action.ref, grant.execution_id)
-            _send(grant.execution_id, task_id, action, released_at)
+            _send(grant.execution_id, task_id, action, released_at, granted_at=time.time())
             continue
         current = Execution.objects.filter(pk=grant.execution_id).values_list("status", flat=True).first()
         if current is None or current in TERMINAL_STATUSES:
@@ -323,15 +351,17 @@ def finish(
     frees a slot whose earlier release was lost to a crash.
     """
     where = {"celery_task_id": task_id} if task_id else {}
-    now = timezone.now()
-    fields: dict[str, Any] = {"completed_at": now, "result": result, "error": error[:10000]}
+    fields: dict[str, Any] = {"completed_at": timezone.now(), "result": result, "error": error[:10000]}
     expected = [source for source in (S.SCHEDULED, S.RUNNING) if status in TRANSITIONS[source]]
-    done = Execution.objects.transition(execution_id, status, expected=expected, where=where, **fields)
-    if not done:
-        Execution.objects.transition(execution_id, S.CANCELLED, expected=[S.CANCELING], where=where, **fields)
-    execution = Execution.objects.select_related("action__pack").filter(pk=execution_id).first()
-    if execution is None or (task_id and execution.celery_task_id != task_id):
-        return execution
+    # One statement ends the run and returns it with its action and pack,
+    # which the release needs.
+    execution = Execution.objects.transition_returning(
+        execution_id, status, expected=expected, where=where, canceling_becomes=S.CANCELLED, **fields
+    )
+    if execution is None:
+        execution = Execution.objects.select_related("action__pack").filter(pk=execution_id).first()
+        if execution is None or (task_id and execution.celery_task_id != task_id):
+            return execution
     if execution.status in TERMINAL_STATUSES:
         release(execution, execution.action)
     return execution

@@ -34,13 +34,24 @@ class Grant:
 
 @dataclass(frozen=True)
 class Admission:
-    """What admit_v1 decided. ``outcome`` is granted, queued, full,
-    duplicate or uninitialized."""
+    """What admit_v2 decided for one execution of a batch. ``outcome`` is
+    granted, queued or duplicate."""
 
+    execution_id: str
     outcome: str
     seq: int | None = None
     grant_seq: int | None = None
     position: int | None = None
+
+
+@dataclass(frozen=True)
+class BatchAdmission:
+    """What admit_v2 decided for a batch. ``outcome`` is admitted (see
+    ``admissions``, one per id in request order), full (nothing written;
+    ``waiting`` says how many wait) or uninitialized (nothing written)."""
+
+    outcome: str
+    admissions: list[Admission] = field(default_factory=list)
     waiting: int | None = None
 
 
@@ -96,21 +107,27 @@ class Gate:
         return self._scripts[name](keys=keys, args=args)
 
     def admit(
-        self, queue: QueueRef, execution_id: str, *, limit: int | None, max_waiting: int, lease_ms: int
-    ) -> Admission:
+        self, queue: QueueRef, execution_ids: list[str], *, limit: int | None, max_waiting: int, lease_ms: int
+    ) -> BatchAdmission:
+        """Admit ``execution_ids`` in list order, in one script run."""
         reply = self._run(
-            "admit_v1",
-            queue.all_keys(),
-            [execution_id, _limit_arg(limit), max_waiting, lease_ms, 0],
+            "admit_v2", queue.all_keys(), [_limit_arg(limit), max_waiting, lease_ms, *execution_ids]
         )
         outcome = str(reply[0])
-        if outcome == "granted":
-            return Admission(outcome, seq=int(reply[1]), grant_seq=int(reply[2]))
-        if outcome == "queued":
-            return Admission(outcome, seq=int(reply[1]), position=int(reply[2]))
         if outcome == "full":
-            return Admission(outcome, waiting=int(reply[1]))
-        return Admission(outcome)
+            return BatchAdmission(outcome, waiting=int(reply[1]))
+        if outcome != "admitted":
+            return BatchAdmission(outcome)
+        admissions = []
+        for execution_id, i in zip(execution_ids, range(1, len(reply), 3), strict=True):
+            code, seq, n = str(reply[i]), int(reply[i + 1]), int(reply[i + 2])
+            if code == "g":
+                admissions.append(Admission(execution_id, "granted", seq=seq, grant_seq=n))
+            elif code == "q":
+                admissions.append(Admission(execution_id, "queued", seq=seq, position=n))
+            else:
+                admissions.append(Admission(execution_id, "duplicate"))
+        return BatchAdmission(outcome, admissions)
 
     def release(
         self,
@@ -149,6 +166,16 @@ class Gate:
             return 0
         return int(self._run("renew_v1", [queue.active], [lease_ms, *execution_ids]))
 
+    def renew_many(self, by_queue: dict[QueueRef, list[str]], *, lease_ms: int) -> int:
+        """Renew the leases of executions in several queues in one round trip;
+        returns how many were extended."""
+        if not by_queue:
+            return 0
+        pipe = self.redis.pipeline(transaction=False)
+        for queue, execution_ids in by_queue.items():
+            self._scripts["renew_v1"](keys=[queue.active], args=[lease_ms, *execution_ids], client=pipe)
+        return sum(int(renewed) for renewed in pipe.execute())
+
     def restore(self, queue: QueueRef, state: RestoreState, *, lease_ms: int) -> tuple[int, int]:
         args: list[Any] = [
             _limit_arg(state.limit),
@@ -183,7 +210,7 @@ class Gate:
     def waiting_entry(self, queue: QueueRef, execution_id: str) -> tuple[int, int | None] | None:
         """(queue seq, enqueued at ms) of a waiting execution, else None.
 
-        The seq is the order score, which is what admit_v1 stores today; a
+        The seq is the order score, which is what admit_v2 stores today; a
         priority band in the score would have to be taken off here.
         """
         pipe = self.redis.pipeline(transaction=False)

@@ -46,6 +46,9 @@ logger = logging.getLogger("attune.events")
 # The Celery message header carrying when the slot an execution was granted
 # was freed (unix seconds, the releasing process's clock), for the hand-off time.
 RELEASED_AT_HEADER = "attune_released_at"
+# The header carrying when the grant was made (unix seconds, the granting
+# process's clock), so the worker knows how much of the lease is left.
+GRANTED_AT_HEADER = "attune_granted_at"
 
 EXECUTIONS_ENQUEUED = Counter(
     "attune_executions_enqueued_total", "Executions admitted through the gate.", ["action"]
@@ -81,13 +84,13 @@ HANDOFF = Histogram(
 )
 
 
-def enqueued(action_ref: str) -> None:
-    EXECUTIONS_ENQUEUED.labels(action=action_ref).inc()
+def enqueued(action_ref: str, count: int = 1) -> None:
+    EXECUTIONS_ENQUEUED.labels(action=action_ref).inc(count)
 
 
-def rejected(action_ref: str, reason: str) -> None:
-    QUEUE_REJECTED.labels(action=action_ref, reason=reason).inc()
-    logger.info("rejected", extra={"action": action_ref, "reason": reason})
+def rejected(action_ref: str, reason: str, count: int = 1) -> None:
+    QUEUE_REJECTED.labels(action=action_ref, reason=reason).inc(count)
+    logger.info("rejected", extra={"action": action_ref, "reason": reason, "count": count})
 
 
 def granted(action_ref: str, execution_id: str) -> None:

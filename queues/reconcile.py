@@ -135,9 +135,11 @@ def admit_stranded_requests(action: Action, *, older_than_seconds: float) -> int
         action=action, status=S.REQUESTED, queue_seq__isnull=True, created__lt=cutoff
     ).order_by("created", "pk")
     admitted = 0
+    # One at a time: a queue too full for all of them rejects only those
+    # that do not fit, not the whole lot.
     for execution in stranded.select_related("action__pack"):
         try:
-            dispatch.admit(execution)
+            dispatch.admit([execution], action)
         except QueueFull:
             logger.warning("stranded execution %s rejected: queue full", execution.pk)
         admitted += 1

@@ -16,7 +16,7 @@ from executions.models import Execution, ExecutionStatus
 from queues import dispatch, metrics
 from workers.core_actions import json_dumps_safe
 from workers.exceptions import ActionTimedOut, ExecutionCancelled
-from workers.lease import LeaseKeeper
+from workers.lease import lease_keeper
 from workers.runners import RUNNERS
 
 S = ExecutionStatus
@@ -69,18 +69,27 @@ def sigterm_deferred() -> Iterator[None]:
 
 
 def run(
-    execution_id: str, *, task_id: str, hostname: str, released_at: float | None = None
+    execution_id: str,
+    *,
+    task_id: str,
+    hostname: str,
+    released_at: float | None = None,
+    granted_at: float | None = None,
 ) -> dict[str, Any]:
     """Run the execution granted to ``task_id``. ``released_at`` is when the
-    slot it was granted was freed by another execution (the grant's header),
-    for the hand-off metric.
+    slot it was granted was freed by another execution, for the hand-off
+    metric; ``granted_at`` when the grant was made (both from the grant's
+    headers; None when absent).
 
     Returns ``{"execution_id", "task_id", "result"}``, or with ``skipped``
     when this message is not the current grant (a stale redelivery, or the
     execution was cancelled before it started). Action failures propagate
     as exceptions, for the task_failure listener.
     """
-    started = Execution.objects.transition(
+    # One statement starts the run and returns it with its action: nothing
+    # about the run is read twice, and an action changed since the grant is
+    # seen as it is now.
+    execution = Execution.objects.transition_returning(
         execution_id,
         S.RUNNING,
         expected=[S.SCHEDULED],
@@ -89,12 +98,14 @@ def run(
         worker=hostname or "",
     )
     outcome: dict[str, Any] = {"execution_id": execution_id, "task_id": task_id}
-    if not started:
+    if execution is None:
         return {**outcome, "skipped": True}
-    execution = Execution.objects.select_related("action").get(pk=execution_id)
     metrics.started(execution, released_at)
     action = execution.action
-    with LeaseKeeper(dispatch.queue_of(execution), execution_id), sigterm_cancels():
+    with (
+        lease_keeper().holding(dispatch.queue_of(execution), execution_id, granted_at=granted_at),
+        sigterm_cancels(),
+    ):
         result = RUNNERS[action.runner](
             action.entrypoint, execution.parameters, float(action.timeout_seconds)
         )

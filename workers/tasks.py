@@ -6,7 +6,7 @@ from typing import Any
 
 from celery import Task, shared_task
 
-from queues.metrics import RELEASED_AT_HEADER
+from queues.metrics import GRANTED_AT_HEADER, RELEASED_AT_HEADER
 from workers import execution
 
 
@@ -24,4 +24,5 @@ def run_execution(self: Task, execution_id: str) -> dict[str, Any]:
         task_id=str(self.request.id),
         hostname=str(self.request.hostname or ""),
         released_at=_seconds(self.request.get(RELEASED_AT_HEADER)),
+        granted_at=_seconds(self.request.get(GRANTED_AT_HEADER)),
     )

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from queues.gate import Gate, RestoreState
+from queues.gate import Admission, BatchAdmission, Gate, RestoreState
 from queues.keys import QueueRef
 
 pytestmark = pytest.mark.integration
@@ -26,8 +26,19 @@ def queue(gate: Gate) -> QueueRef:
     return queue
 
 
-def admit(gate: Gate, queue: QueueRef, execution_id: str, limit: int | None = 2, max_waiting: int = 100):
-    return gate.admit(queue, execution_id, limit=limit, max_waiting=max_waiting, lease_ms=LEASE_MS)
+def admit_batch(
+    gate: Gate, queue: QueueRef, execution_ids: list[str], limit: int | None = 2, max_waiting: int = 100
+) -> BatchAdmission:
+    return gate.admit(queue, execution_ids, limit=limit, max_waiting=max_waiting, lease_ms=LEASE_MS)
+
+
+def admit(
+    gate: Gate, queue: QueueRef, execution_id: str, limit: int | None = 2, max_waiting: int = 100
+) -> Admission | BatchAdmission:
+    """One execution through admit_v2: its admission, or the batch's
+    outcome when nothing was admitted."""
+    batch = admit_batch(gate, queue, [execution_id], limit, max_waiting)
+    return batch.admissions[0] if batch.outcome == "admitted" else batch
 
 
 def test_it_keys_every_queue_by_the_action_hash_tag(queue: QueueRef) -> None:
@@ -121,8 +132,8 @@ def test_it_renews_only_leases_still_held(gate: Gate, queue: QueueRef) -> None:
 
 
 def test_it_lists_leases_past_their_deadline(gate: Gate, queue: QueueRef) -> None:
-    gate.admit(queue, "short", limit=5, max_waiting=10, lease_ms=1)
-    gate.admit(queue, "long", limit=5, max_waiting=10, lease_ms=60_000)
+    gate.admit(queue, ["short"], limit=5, max_waiting=10, lease_ms=1)
+    gate.admit(queue, ["long"], limit=5, max_waiting=10, lease_ms=60_000)
     now = gate.now_ms() + 5
     assert gate.expired(queue, now_ms=now) == ["short"]
 
@@ -163,3 +174,62 @@ def test_it_grants_everything_at_once_when_unlimited(gate: Gate, queue: QueueRef
     outcomes = [admit(gate, queue, f"e{i}", limit=None) for i in range(50)]
     assert {o.outcome for o in outcomes} == {"granted"}
     assert gate.redis.zcard(queue.active) == 50
+
+
+def test_it_admits_a_batch_in_list_order_granting_only_while_nobody_waits(
+    gate: Gate, queue: QueueRef
+) -> None:
+    batch = admit_batch(gate, queue, [f"b{i}" for i in range(5)], limit=2)
+    assert batch.outcome == "admitted"
+    assert [(a.execution_id, a.outcome) for a in batch.admissions] == [
+        ("b0", "granted"),
+        ("b1", "granted"),
+        ("b2", "queued"),
+        ("b3", "queued"),
+        ("b4", "queued"),
+    ]
+    assert [a.seq for a in batch.admissions] == [1, 2, 3, 4, 5]
+    assert [a.position for a in batch.admissions[2:]] == [1, 2, 3]
+    # A later batch queues behind, even with a slot free: someone waits.
+    gate.release(queue, "b0", limit=3, lease_ms=LEASE_MS, terminal_status="completed")
+    later = admit_batch(gate, queue, ["c0", "c1"], limit=3)
+    assert [a.outcome for a in later.admissions] == ["queued", "queued"]
+    assert gate.waiting_ids(queue) == ["b4", "c0", "c1"]
+    assert gate.redis.hget(queue.meta, "total_enqueued") == "7"
+
+
+def test_it_rejects_a_whole_batch_whose_waiters_do_not_fit(gate: Gate, queue: QueueRef) -> None:
+    admit_batch(gate, queue, ["a0", "a1", "a2"], limit=1, max_waiting=4)
+    before = {key: gate.redis.dump(key) for key in queue.all_keys()}
+    rejected = admit_batch(gate, queue, ["x0", "x1", "x2"], limit=1, max_waiting=4)
+    assert (rejected.outcome, rejected.waiting, rejected.admissions) == ("full", 2, [])
+    assert {key: gate.redis.dump(key) for key in queue.all_keys()} == before
+    # Exactly filling the queue is allowed.
+    assert admit_batch(gate, queue, ["y0", "y1"], limit=1, max_waiting=4).outcome == "admitted"
+
+
+def test_it_counts_granted_slots_of_a_batch_against_the_queue_length(gate: Gate, queue: QueueRef) -> None:
+    # 2 free slots + 1 place in the queue: 3 fit, 4 do not.
+    assert admit_batch(gate, queue, ["g0", "g1", "g2", "g3"], limit=2, max_waiting=1).outcome == "full"
+    assert admit_batch(gate, queue, ["g0", "g1", "g2"], limit=2, max_waiting=1).outcome == "admitted"
+
+
+def test_it_marks_ids_already_admitted_or_repeated_as_duplicates(gate: Gate, queue: QueueRef) -> None:
+    admit_batch(gate, queue, ["d0"], limit=1)
+    batch = admit_batch(gate, queue, ["d0", "d1", "d1"], limit=1)
+    assert [a.outcome for a in batch.admissions] == ["duplicate", "queued", "duplicate"]
+    assert gate.redis.hget(queue.meta, "seq") == "2"
+    assert gate.redis.hget(queue.meta, "total_enqueued") == "2"
+
+
+def test_it_renews_leases_of_several_queues_in_one_call(gate: Gate, queue: QueueRef) -> None:
+    other = QueueRef(4343)
+    gate.restore(other, RestoreState(None, 0, 0, 0, 0, 0, [], []), lease_ms=LEASE_MS)
+    admit_batch(gate, queue, ["r0"], limit=None)
+    admit_batch(gate, other, ["r1"], limit=None)
+    before = {q: gate.redis.zscore(q.active, i) for q, i in ((queue, "r0"), (other, "r1"))}
+    renewed = gate.renew_many({queue: ["r0", "gone"], other: ["r1"]}, lease_ms=LEASE_MS * 2)
+    assert renewed == 2
+    assert gate.redis.zscore(queue.active, "r0") > before[queue]
+    assert gate.redis.zscore(other.active, "r1") > before[other]
+    assert gate.redis.zscore(queue.active, "gone") is None

@@ -1,0 +1,95 @@
+-- admit_v2: let a batch of executions through the gate, in list order: each
+-- is granted a slot, or queued, or (the whole batch) rejected.
+--
+-- KEYS[1] = meta     HASH  limit, seq, grant_seq, total_enqueued,
+--                          total_terminal, total_completed, updated_ms
+-- KEYS[2] = waiting  ZSET  execution id -> order score (today: seq)
+-- KEYS[3] = active   ZSET  execution id -> lease deadline (ms, Redis clock)
+-- KEYS[4] = since    HASH  execution id -> enqueued at (ms, Redis clock)
+-- ARGV[1] = concurrency limit (-1 = unlimited)
+-- ARGV[2] = max queue length (waiting executions)
+-- ARGV[3] = lease length (ms)
+-- ARGV[4..n] = execution ids, in request order
+--
+-- Returns one of:
+--   {"admitted", code1, seq1, n1, code2, seq2, n2, ...}  one triple per id:
+--        code "g": granted, n = its grant_seq
+--        code "q": queued,  n = its position (1 = next)
+--        code "d": already waiting or holding a slot; seq and n are 0
+--   {"full", waiting}     the ids that would have to wait do not fit in
+--                         the queue: nothing is written, none is admitted
+--   {"uninitialized"}     no meta: the queue must be rebuilt first
+-- A slot is granted only while nobody waits, which is what keeps FIFO: once
+-- one id of the batch is queued, every later one queues behind it.
+
+local meta, waiting, active, since = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local limit = tonumber(ARGV[1])
+local max_waiting = tonumber(ARGV[2])
+local lease_ms = tonumber(ARGV[3])
+
+if redis.call('EXISTS', meta) == 0 then
+  return {'uninitialized'}
+end
+
+local fresh, seen = {}, {}
+for i = 4, #ARGV do
+  local id = ARGV[i]
+  fresh[i] = not (seen[id] or redis.call('ZSCORE', waiting, id) or redis.call('ZSCORE', active, id))
+  seen[id] = true
+end
+
+local waiting_count = redis.call('ZCARD', waiting)
+local free = 0
+if waiting_count == 0 then
+  if limit < 0 then
+    free = #ARGV
+  else
+    free = math.max(0, limit - redis.call('ZCARD', active))
+  end
+end
+local new_count = 0
+for i = 4, #ARGV do
+  if fresh[i] then
+    new_count = new_count + 1
+  end
+end
+if new_count > free and waiting_count + new_count - free > max_waiting then
+  return {'full', waiting_count}
+end
+
+local t = redis.call('TIME')
+local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('HSET', meta, 'limit', limit)
+local seq = tonumber(redis.call('HGET', meta, 'seq') or '0')
+local grant_seq = tonumber(redis.call('HGET', meta, 'grant_seq') or '0')
+local result = {'admitted'}
+for i = 4, #ARGV do
+  local id = ARGV[i]
+  if not fresh[i] then
+    result[#result + 1] = 'd'
+    result[#result + 1] = 0
+    result[#result + 1] = 0
+  else
+    seq = seq + 1
+    if free > 0 then
+      free = free - 1
+      grant_seq = grant_seq + 1
+      redis.call('ZADD', active, now_ms + lease_ms, id)
+      result[#result + 1] = 'g'
+      result[#result + 1] = seq
+      result[#result + 1] = grant_seq
+    else
+      waiting_count = waiting_count + 1
+      redis.call('ZADD', waiting, seq, id)
+      redis.call('HSET', since, id, now_ms)
+      result[#result + 1] = 'q'
+      result[#result + 1] = seq
+      result[#result + 1] = waiting_count
+    end
+  end
+end
+if new_count > 0 then
+  redis.call('HSET', meta, 'seq', seq, 'grant_seq', grant_seq, 'updated_ms', now_ms)
+  redis.call('HINCRBY', meta, 'total_enqueued', new_count)
+end
+return result
