@@ -79,9 +79,14 @@ def _summary(data: Any) -> str:
             if key != "non_field_errors":
                 path.append(str(key))
         else:
-            data = data[0]
+            # A list of one error per item (a batch) names the first item in error.
+            index = next((i for i, item in enumerate(data) if item not in ({}, [])), 0)
+            if isinstance(data[index], dict | list) and len(data) > 1:
+                path.append(f"[{index}]")
+            data = data[index]
     message = str(data) if data not in ({}, []) else "Invalid request"
-    return f"{'.'.join(path)}: {message}" if path else message
+    name = ".".join(path).replace(".[", "[")
+    return f"{name}: {message}" if name else message
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:

@@ -5,10 +5,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
+from drf_spectacular.utils import (
+    OpenApiResponse,
+    PolymorphicProxySerializer,
+    extend_schema,
+    extend_schema_view,
+)
 from rest_framework import mixins, status
 from rest_framework.decorators import action as route
-from rest_framework.exceptions import NotFound
+from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
@@ -141,13 +146,33 @@ class ExecutionViewSet(mixins.ListModelMixin, GenericViewSet):
     lookup_field = "id"
 
     @extend_schema(
-        summary="Request an execution",
+        summary="Request an execution, or a batch of them",
         description="Runs at once if the action has a free slot (`scheduled`), else waits in its "
-        "FIFO queue (`queued`, with its `queue_position`).",
-        request=ExecutionRequestSerializer,
-        responses={201: ExecutionDetailSerializer, **errors(400, 401, 404, 409, 429, 503)},
+        "FIFO queue (`queued`, with its `queue_position`).\n\n"
+        "A JSON list of requests (at most 1,000, all of one action) is one batch: recorded in one "
+        "transaction and passed through the gate in one step, in list order, which is their FIFO "
+        "order. All or nothing: an invalid item (the error names it, `[3].parameters.seconds`) or a "
+        "queue too full for the ones that would wait (429) leaves none of them. The answer is the "
+        "list of executions, without `queue_position` and `estimated_wait_seconds`.",
+        request=PolymorphicProxySerializer(
+            component_name="ExecutionRequestOrBatch",
+            serializers=[ExecutionRequestSerializer, ExecutionRequestSerializer(many=True)],
+            resource_type_field_name=None,
+            many=False,
+        ),
+        responses={
+            201: PolymorphicProxySerializer(
+                component_name="ExecutionOrBatch",
+                serializers=[ExecutionDetailSerializer, ExecutionSerializer(many=True)],
+                resource_type_field_name=None,
+                many=False,
+            ),
+            **errors(400, 401, 404, 409, 429, 503),
+        },
     )
     def create(self, request: Request) -> Response:
+        if isinstance(request.data, list):
+            return self._create_batch(request)
         serializer = ExecutionRequestSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         execution = services.request_execution(
@@ -158,6 +183,19 @@ class ExecutionViewSet(mixins.ListModelMixin, GenericViewSet):
             status=status.HTTP_201_CREATED,
             headers={"Location": f"{request.path.rstrip('/')}/{execution.pk}"},
         )
+
+    def _create_batch(self, request: Request) -> Response:
+        serializer = ExecutionRequestSerializer(data=request.data, many=True, max_length=services.MAX_BATCH)
+        serializer.is_valid(raise_exception=True)
+        items = serializer.validated_data
+        refs = sorted({item["action"] for item in items})
+        if len(refs) > 1:
+            names = ", ".join(refs)
+            raise ValidationError({"action": [f"A batch must request one action; this one names {names}"]})
+        executions = services.request_executions(
+            refs[0] if refs else "", [item.get("parameters") for item in items]
+        )
+        return Response(ExecutionSerializer(executions, many=True).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(
         summary="Get an execution",

@@ -27,7 +27,12 @@ class Command(BaseCommand):
         parser.add_argument(
             "--param", action="append", default=[], help="name=value (value parsed as JSON if it can be)"
         )
-        parser.add_argument("--count", type=int, default=1)
+        parser.add_argument(
+            "--count",
+            type=int,
+            default=1,
+            help="how many to request, in batches of up to 1,000 (one transaction and one gate step each)",
+        )
         parser.add_argument("--concurrency", type=int, help="set the action's concurrency limit first")
         parser.add_argument(
             "--wait", action="store_true", help="wait for all to end and print the start order"
@@ -44,11 +49,14 @@ class Command(BaseCommand):
                 action.concurrency_limit = options["concurrency"]
                 action.save()
             ids = []
-            for _ in range(options["count"]):
-                execution = services.request_execution(options["action_ref"], params)
-                execution.refresh_from_db()
-                ids.append(execution.pk)
-                self.stdout.write(f"{execution.pk} {execution.status} seq={execution.queue_seq}")
+            # Batches: one transaction and one gate step each, FIFO in order.
+            remaining = options["count"]
+            while remaining:
+                size = min(remaining, services.MAX_BATCH)
+                for execution in services.request_executions(options["action_ref"], [params] * size):
+                    ids.append(execution.pk)
+                    self.stdout.write(f"{execution.pk} {execution.status} seq={execution.queue_seq}")
+                remaining -= size
         except AttuneError as exc:
             raise CommandError(str(exc)) from exc
         if options["wait"]:
