@@ -4,6 +4,7 @@ real `celery worker` subprocesses."""
 from __future__ import annotations
 
 import os
+import platform
 import signal
 import subprocess
 import sys
@@ -61,6 +62,33 @@ def reset_state() -> None:
     Execution.objects.all().delete()
     redis.Redis.from_url(settings.REDIS_URL).flushdb()
     redis.Redis.from_url(settings.CELERY_BROKER_URL).flushdb()
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def machine_summary() -> list[str]:
+    """What the figures were measured on, as markdown list items."""
+    import redis
+    from django.conf import settings
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW server_version")
+        postgres = cursor.fetchone()[0]
+    redis_version = redis.Redis.from_url(settings.REDIS_URL).info("server")["redis_version"]
+    return [
+        f"- CPU: {cpu_model()}, {os.cpu_count()} cores",
+        f"- Python {platform.python_version()}, PostgreSQL {postgres}, Redis {redis_version}",
+    ]
 
 
 @contextmanager

@@ -23,8 +23,7 @@ from pathlib import Path
 # Run as a script (python bench/stats_overhead.py): the repository is not on the path.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import common
-from bench.fifo_overhead import run_gated
+from bench import common, runs
 
 
 def row_writes() -> int:
@@ -48,7 +47,11 @@ def run_round(flush: bool, count: int, concurrency: int) -> tuple[float, int]:
     env = {"ATTUNE_STATS_FLUSH_ENABLED": "1" if flush else "0"}
     before = row_writes()
     with common.celery_worker(concurrency, env):
-        seconds = run_gated(count, concurrency)
+        runs.configure_noop(concurrency, count)
+        started = time.perf_counter()
+        runs.request(count, 100)
+        runs.Poller().wait(count)
+        seconds = time.perf_counter() - started
         # Let the flusher write the final state, as it would in production.
         time.sleep(1.0)
     # The worker has exited, so PostgreSQL has counted its writes.

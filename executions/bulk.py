@@ -1,51 +1,118 @@
 """Statements the ORM cannot say in one round trip: a conditional UPDATE that
-returns the rows it changed (with their action and pack), and one UPDATE of
-many rows with a value set of their own each.
+returns the row it changed (with the columns of its action and pack that
+the caller asks for), and one UPDATE of many rows with values of their own.
 
 Every execution passes through these on the hot path, so each is one
 statement where the ORM would need an UPDATE and a SELECT, or an UPDATE
-per row. Values go through each field's own conversion both ways, so the
-rows come back exactly as ``Model.objects.get`` would build them.
+per row, and the SQL and the column conversions of each shape of call are
+worked out once per process. Values go through each field's own
+conversion both ways, so the returned rows are what the ORM would build
+(with only the asked-for fields loaded; reading another one queries it).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from django.db import connection, models
 from django.db.models.expressions import Col
 
-
-def _convert(field: models.Field[Any, Any], value: Any) -> Any:
-    col = Col(field.model._meta.db_table, field)
-    for converter in connection.ops.get_db_converters(col) + field.get_db_converters(connection):
-        value = converter(value, col, connection)
-    return value
+Converter = Callable[[Any, Any, Any], Any]
 
 
-def _columns(model: type[models.Model], alias: str) -> list[str]:
+@dataclass(frozen=True)
+class Returned:
+    """What one model contributes to a RETURNING list."""
+
+    model: type[models.Model]
+    attnames: tuple[str, ...]
+    converters: tuple[tuple[Col, tuple[Converter, ...]], ...]
+
+    def build(self, values: Sequence[Any]) -> models.Model:
+        converted = []
+        for value, (col, converters) in zip(values, self.converters, strict=True):
+            for converter in converters:
+                value = converter(value, col, connection)
+            converted.append(value)
+        return self.model.from_db(connection.alias, list(self.attnames), converted)
+
+
+def _returned(model: type[models.Model], names: Sequence[str] | None) -> Returned:
+    fields = [
+        f for f in model._meta.concrete_fields if names is None or f.name in names or f.attname in names
+    ]
+    converters = []
+    for field in fields:
+        col = Col(model._meta.db_table, field)
+        found = connection.ops.get_db_converters(col) + field.get_db_converters(connection)
+        converters.append((col, tuple(found)))
+    return Returned(model, tuple(f.attname for f in fields), tuple(converters))
+
+
+def _column_list(returned: Returned, alias: str) -> list[str]:
     q = connection.ops.quote_name
-    return [f"{alias}.{q(f.column)}" for f in model._meta.concrete_fields]
+    meta = returned.model._meta
+    return [f"{alias}.{q(meta.get_field(name).column)}" for name in _field_names(returned)]
 
 
-def build(model: type[models.Model], values: Sequence[Any]) -> models.Model:
-    fields = model._meta.concrete_fields
-    return model.from_db(
-        connection.alias,
-        [f.attname for f in fields],
-        [_convert(f, v) for f, v in zip(fields, values, strict=True)],
+def _field_names(returned: Returned) -> list[str]:
+    by_attname = {f.attname: f.name for f in returned.model._meta.concrete_fields}
+    return [by_attname[attname] for attname in returned.attnames]
+
+
+@dataclass(frozen=True)
+class _UpdatePlan:
+    sql: str
+    returned: tuple[Returned, ...]
+    # Related rows read by a second statement where UPDATE cannot join.
+    fetch_related: tuple[tuple[type[models.Model], str, tuple[str, ...] | None], ...]
+
+
+@lru_cache(maxsize=64)
+def _update_plan(
+    model: type[models.Model],
+    set_names: tuple[str, ...],
+    where_names: tuple[str, ...],
+    status_count: int,
+    status_sql: str,
+    returning: tuple[str, ...] | None,
+    related: tuple[tuple[str, type[models.Model], str, tuple[str, ...] | None], ...],
+    vendor: str,
+) -> _UpdatePlan:
+    q = connection.ops.quote_name
+    meta = model._meta
+    sets = [f"{q('status')} = {status_sql}"]
+    sets += [f"{q(meta.get_field(name).column)} = %s" for name in set_names]
+    conditions = [f"e.{q(meta.pk.column)} = %s", f"e.{q('status')} IN ({', '.join(['%s'] * status_count)})"]
+    conditions += [f"e.{q(meta.get_field(name).column)} = %s" for name in where_names]
+    own = _returned(model, returning)
+    columns = _column_list(own, "e")
+    returned = [own]
+    from_sql = ""
+    joined = vendor == "postgresql" and bool(related)
+    if joined:
+        previous = "e"
+        for index, (alias, related_model, fk_column, names) in enumerate(related):
+            part = _returned(related_model, names)
+            returned.append(part)
+            columns += _column_list(part, alias)
+            table = q(related_model._meta.db_table)
+            on = f"{alias}.{q(related_model._meta.pk.column)} = {previous}.{q(fk_column)}"
+            if index == 0:
+                from_sql = f" FROM {table} AS {alias}"
+                conditions.append(on)
+            else:
+                from_sql += f" JOIN {table} AS {alias} ON {on}"
+            previous = alias
+    sql = (
+        f"UPDATE {q(meta.db_table)} AS e SET {', '.join(sets)}{from_sql} "
+        f"WHERE {' AND '.join(conditions)} RETURNING {', '.join(columns)}"
     )
-
-
-def _assignments(model: type[models.Model], fields: dict[str, Any]) -> tuple[list[str], list[Any]]:
-    q = connection.ops.quote_name
-    sql, params = [], []
-    for name, value in fields.items():
-        field = model._meta.get_field(name)
-        sql.append(f"{q(field.column)} = %s")
-        params.append(field.get_db_prep_save(value, connection))
-    return sql, params
+    fetch = () if joined else tuple((m, fk, names) for _, m, fk, names in related)
+    return _UpdatePlan(sql, tuple(returned), fetch)
 
 
 def update_returning(
@@ -54,79 +121,52 @@ def update_returning(
     *,
     fields: dict[str, Any],
     where: dict[str, Any],
-    status_in: Iterable[str],
-    status_sql: tuple[str, list[Any]] | None = None,
-    related: Sequence[tuple[str, type[models.Model], str]] = (),
+    status_in: Sequence[str],
+    status_sql: tuple[str, list[Any]],
+    returning: Sequence[str] | None = None,
+    related: Sequence[tuple[str, type[models.Model], str, Sequence[str] | None]] = (),
 ) -> tuple[models.Model, ...] | None:
     """UPDATE one row of ``model`` if its status is in ``status_in`` and it
     matches ``where`` (field = value); return the changed row and the rows
-    ``related`` names, joined on (alias, model, foreign key column of the
-    previous model), or None if nothing matched.
+    ``related`` names, or None if nothing matched.
 
-    ``status_sql`` is an SQL expression over the row's old values for the
-    new status (e.g. a CASE), with its parameters; ``fields`` may give
-    ``status`` instead. On databases whose UPDATE cannot return joined rows
-    (SQLite), the related rows are read by a second statement.
+    ``status_sql`` is the SQL of the new status over the row's old values
+    (alias ``e``), with its parameters. ``returning`` names the fields of
+    the row to load (None: all). Each ``related`` entry is (alias, model,
+    foreign key column of the previous model, fields to load). On databases
+    whose UPDATE cannot return joined rows (SQLite), related rows are read
+    by a second statement.
     """
-    q = connection.ops.quote_name
-    table = q(model._meta.db_table)
-    sets, params = _assignments(model, fields)
-    if status_sql is not None:
-        sets.insert(0, f"{q('status')} = {status_sql[0]}")
-        params = [*status_sql[1], *params]
-    statuses = list(status_in)
-    conditions = [
-        f"e.{q(model._meta.pk.column)} = %s",
-        f"e.{q('status')} IN ({', '.join(['%s'] * len(statuses))})",
-    ]
-    params += [model._meta.pk.get_db_prep_value(pk, connection), *statuses]
-    for name, value in where.items():
-        field = model._meta.get_field(name)
-        conditions.append(f"e.{q(field.column)} = %s")
-        params.append(field.get_db_prep_value(value, connection))
-    joined = connection.vendor == "postgresql" and bool(related)
-    returning = _columns(model, "e")
-    from_sql = ""
-    if joined:
-        previous = "e"
-        joins = []
-        for alias, related_model, fk_column in related:
-            returning += _columns(related_model, alias)
-            joins.append((alias, related_model, previous, fk_column))
-            previous = alias
-        first_alias, first_model, _, first_fk = joins[0]
-        from_sql = f" FROM {q(first_model._meta.db_table)} AS {first_alias}"
-        conditions.append(f"{first_alias}.{q(first_model._meta.pk.column)} = e.{q(first_fk)}")
-        for alias, related_model, previous, fk_column in joins[1:]:
-            from_sql += (
-                f" JOIN {q(related_model._meta.db_table)} AS {alias}"
-                f" ON {alias}.{q(related_model._meta.pk.column)} = {previous}.{q(fk_column)}"
-            )
-    sql = (
-        f"UPDATE {table} AS e SET {', '.join(sets)}{from_sql} "
-        f"WHERE {' AND '.join(conditions)} RETURNING {', '.join(returning)}"
+    plan = _update_plan(
+        model,
+        tuple(fields),
+        tuple(where),
+        len(status_in),
+        status_sql[0],
+        None if returning is None else tuple(returning),
+        tuple((alias, m, fk, None if names is None else tuple(names)) for alias, m, fk, names in related),
+        connection.vendor,
     )
+    meta = model._meta
+    params: list[Any] = [*status_sql[1]]
+    params += [meta.get_field(name).get_db_prep_save(value, connection) for name, value in fields.items()]
+    params += [meta.pk.get_db_prep_value(pk, connection), *status_in]
+    params += [meta.get_field(name).get_db_prep_value(value, connection) for name, value in where.items()]
     with connection.cursor() as cursor:
-        cursor.execute(sql, params)
+        cursor.execute(plan.sql, params)
         row = cursor.fetchone()
     if row is None:
         return None
-    counts = [len(model._meta.concrete_fields)]
-    counts += [len(related_model._meta.concrete_fields) for _, related_model, _ in related] if joined else []
     objects, offset = [], 0
-    for target, count in zip([model, *[m for _, m, _ in related]], counts, strict=False):
-        objects.append(build(target, row[offset : offset + count]))
-        offset += count
-    if not joined:
-        previous_obj = objects[0]
-        for _, related_model, fk_column in related:
-            fk_value = next(
-                getattr(previous_obj, f.attname)
-                for f in previous_obj._meta.concrete_fields
-                if f.column == fk_column
-            )
-            previous_obj = related_model._default_manager.get(pk=fk_value)
-            objects.append(previous_obj)
+    for part in plan.returned:
+        objects.append(part.build(row[offset : offset + len(part.attnames)]))
+        offset += len(part.attnames)
+    previous = objects[0]
+    for related_model, fk_column, names in plan.fetch_related:
+        fk_attname = next(f.attname for f in previous._meta.concrete_fields if f.column == fk_column)
+        rows = related_model._default_manager.filter(pk=getattr(previous, fk_attname))
+        previous = (rows.only(*names) if names else rows).get()
+        objects.append(previous)
     return tuple(objects)
 
 
@@ -134,7 +174,7 @@ def update_many(
     model: type[models.Model],
     rows: Sequence[tuple[Any, dict[str, Any]]],
     *,
-    status_in: Iterable[str],
+    status_in: Sequence[str],
     shared: dict[str, Any] | None = None,
 ) -> set[str]:
     """One UPDATE giving each row its own values: ``rows`` are (primary
@@ -166,16 +206,17 @@ def update_many(
     sets = [
         f"{q(field.column)} = v.{column}" for field, column in zip(fields[1:], value_columns[1:], strict=True)
     ]
-    shared_sets, shared_params = _assignments(model, shared or {})
-    statuses = list(status_in)
+    shared = shared or {}
+    sets += [f"{q(meta.get_field(name).column)} = %s" for name in shared]
+    params += [meta.get_field(name).get_db_prep_save(value, connection) for name, value in shared.items()]
     sql = (
         f"WITH v ({', '.join(value_columns)}) AS (VALUES {values_sql}) "
-        f"UPDATE {table} SET {', '.join(sets + shared_sets)} FROM v "
+        f"UPDATE {table} SET {', '.join(sets)} FROM v "
         f"WHERE {table}.{q(meta.pk.column)} = v.v_pk "
-        f"AND {table}.{q('status')} IN ({', '.join(['%s'] * len(statuses))}) "
+        f"AND {table}.{q('status')} IN ({', '.join(['%s'] * len(status_in))}) "
         f"RETURNING {table}.{q(meta.pk.column)}"
     )
     with connection.cursor() as cursor:
-        cursor.execute(sql, [*params, *shared_params, *statuses])
+        cursor.execute(sql, [*params, *status_in])
         changed = cursor.fetchall()
-    return {str(_convert(meta.pk, pk)) for (pk,) in changed}
+    return {str(meta.pk.to_python(pk)) for (pk,) in changed}

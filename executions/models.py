@@ -179,6 +179,41 @@ def sources_of(new: str) -> list[str]:
     return sorted(status for status, targets in TRANSITIONS.items() if new in targets)
 
 
+# What a worker and the gate read of an execution, its action and its pack
+# on the hot path: no result, error or schema, which can be large and are
+# decoded for nothing.
+RUN_FIELDS = (
+    "id",
+    "action",
+    "action_ref",
+    "parameters",
+    "status",
+    "created",
+    "enqueued_at",
+    "scheduled_at",
+    "started_at",
+    "completed_at",
+    "worker",
+    "celery_task_id",
+    "queue_seq",
+    "grant_seq",
+    "queue_group",
+)
+GATE_ACTION_FIELDS = (
+    "id",
+    "ref",
+    "pack",
+    "runner",
+    "entrypoint",
+    "timeout_seconds",
+    "celery_queue",
+    "concurrency_limit",
+    "max_queue_length",
+    "enabled",
+)
+GATE_PACK_FIELDS = ("id", "ref", "concurrency_limit")
+
+
 class ExecutionQuerySet(models.QuerySet["Execution"]):
     def transition(
         self,
@@ -202,8 +237,23 @@ class ExecutionQuerySet(models.QuerySet["Execution"]):
             check_transition(source, new_status)
         # QuerySet.update() skips auto_now, so stamp it here.
         fields.setdefault("updated", timezone.now())
-        rows = self.filter(pk=execution_id, status__in=sources, **(where or {}))
-        return rows.update(status=new_status, **fields) == 1
+        if self.db != "default" or self.query.where:
+            rows = self.filter(pk=execution_id, status__in=sources, **(where or {}))
+            return rows.update(status=new_status, **fields) == 1
+        from executions import bulk
+
+        # On the hot path (every grant): the same UPDATE without building a
+        # query each time.
+        changed = bulk.update_returning(
+            Execution,
+            execution_id,
+            fields=fields,
+            where=where or {},
+            status_in=sources,
+            status_sql=("%s", [new_status]),
+            returning=("id",),
+        )
+        return changed is not None
 
     def transition_returning(
         self,
@@ -216,9 +266,12 @@ class ExecutionQuerySet(models.QuerySet["Execution"]):
         **fields: Any,
     ) -> Execution | None:
         """``transition`` in one statement that also returns the changed
-        execution with its action and pack loaded, or None if it did not
-        change. With ``canceling_becomes``, an execution being cancelled
+        execution, with its action and pack, or None if it did not change.
+        With ``canceling_becomes``, an execution being cancelled
         (``canceling``) moves to that status instead of ``new_status``.
+
+        Loaded are the fields a run and its release need (RUN_FIELDS,
+        GATE_ACTION_FIELDS, GATE_PACK_FIELDS); reading another queries it.
         """
         from executions import bulk
 
@@ -241,7 +294,11 @@ class ExecutionQuerySet(models.QuerySet["Execution"]):
             where=where or {},
             status_in=sources,
             status_sql=status_sql,
-            related=[("a", Action, "action_id"), ("p", Pack, "pack_id")],
+            returning=RUN_FIELDS,
+            related=[
+                ("a", Action, "action_id", GATE_ACTION_FIELDS),
+                ("p", Pack, "pack_id", GATE_PACK_FIELDS),
+            ],
         )
         if found is None:
             return None
@@ -270,8 +327,14 @@ class ExecutionQuerySet(models.QuerySet["Execution"]):
 
 class Execution(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    action = models.ForeignKey(Action, on_delete=models.PROTECT, related_name="executions")
-    action_ref = models.CharField(max_length=201, db_index=True)
+    # Every UPDATE of an execution that changes its status writes a new
+    # entry into each of its indexes, and each execution is updated three
+    # times on its way: so no index that another one covers. The action's
+    # foreign key is served by the (action, ...) indexes below, the ref by
+    # (action_ref, created), and the task id is only ever read with the
+    # primary key.
+    action = models.ForeignKey(Action, on_delete=models.PROTECT, related_name="executions", db_index=False)
+    action_ref = models.CharField(max_length=201)
     parameters = models.JSONField(default=dict, blank=True)
     status = models.CharField(max_length=20, choices=ExecutionStatus.choices, default=S.REQUESTED)
     result = models.JSONField(null=True, blank=True)
@@ -283,7 +346,7 @@ class Execution(models.Model):
     completed_at = models.DateTimeField(null=True, blank=True)
     updated = models.DateTimeField(auto_now=True)
     worker = models.CharField(max_length=255, blank=True)
-    celery_task_id = models.CharField(max_length=255, blank=True, db_index=True)
+    celery_task_id = models.CharField(max_length=255, blank=True)
     # Position in the action's request order, given by the gate at admission.
     queue_seq = models.BigIntegerField(null=True, blank=True)
     # Order in which the gate granted slots; equals queue_seq order under FIFO.
@@ -298,6 +361,7 @@ class Execution(models.Model):
             models.Index(fields=["action", "status"], name="execution_action_status"),
             models.Index(fields=["action", "queue_seq"], name="execution_action_seq"),
             models.Index(fields=["status", "updated"], name="execution_status_updated"),
+            models.Index(fields=["action_ref", "created"], name="execution_ref_created"),
         ]
 
     def __str__(self) -> str:
