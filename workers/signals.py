@@ -8,7 +8,7 @@ from typing import Any
 
 from celery.signals import task_failure, task_revoked, task_success, worker_ready, worker_shutdown
 
-from workers import execution, registry
+from workers import execution, registry, timers
 
 logger = logging.getLogger(__name__)
 RUN_TASK = "workers.run_execution"
@@ -45,6 +45,10 @@ def on_task_revoked(sender: Any = None, request: Any = None, **kwargs: Any) -> N
 @worker_ready.connect(dispatch_uid="attune.worker_ready")
 def on_worker_ready(sender: Any = None, **kwargs: Any) -> None:
     registry.worker_started(sender)
+    # The consumer's event loop (None for the solo and thread pools).
+    hub = getattr(sender, "hub", None)
+    if hub is not None:
+        timers.keep_compact(hub)
 
 
 @worker_shutdown.connect(dispatch_uid="attune.worker_shutdown")
