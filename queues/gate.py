@@ -142,7 +142,7 @@ class Gate:
         """Free ``execution_id``'s slot (None: only refill after a limit
         change) and grant free slots to the queue head, in order."""
         reply = self._run(
-            "release_v1",
+            "release_v2",
             queue.all_keys(),
             [
                 execution_id or "",
@@ -158,7 +158,9 @@ class Gate:
 
     def dequeue(self, queue: QueueRef, execution_id: str, *, terminal_status: str) -> bool:
         return bool(
-            self._run("dequeue_v1", [queue.meta, queue.waiting, queue.since], [execution_id, terminal_status])
+            self._run(
+                "dequeue_v2", [queue.meta, queue.waiting, queue.enqueued], [execution_id, terminal_status]
+            )
         )
 
     def renew(self, queue: QueueRef, execution_ids: list[str], *, lease_ms: int) -> int:
@@ -190,7 +192,7 @@ class Gate:
         for execution_id, score, since_ms in state.waiting:
             args.extend([execution_id, score, since_ms])
         args.extend(state.active)
-        reply = self._run("restore_v1", queue.all_keys(), args)
+        reply = self._run("restore_v2", queue.all_keys(), args)
         return int(reply[0]), int(reply[1])
 
     def now_ms(self) -> int:
@@ -213,12 +215,10 @@ class Gate:
         The seq is the order score, which is what admit_v2 stores today; a
         priority band in the score would have to be taken off here.
         """
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.zscore(queue.waiting, execution_id)
-        pipe.hget(queue.since, execution_id)
-        score, since = pipe.execute()
+        score = self.redis.zscore(queue.waiting, execution_id)
         if score is None:
             return None
+        since = self.redis.hget(queue.enqueued, str(int(score)))
         return int(score), None if since is None else int(since)
 
     def position(self, queue: QueueRef, execution_id: str) -> int | None:
@@ -235,13 +235,14 @@ class Gate:
             pipe.hgetall(queue.meta)
             pipe.zcard(queue.waiting)
             pipe.zcard(queue.active)
-            pipe.zrange(queue.waiting, 0, 0)
+            pipe.zrange(queue.waiting, 0, 0, withscores=True)
         replies = pipe.execute()
         heads = [replies[i * 4 + 3] for i in range(len(queues))]
         pipe = self.redis.pipeline(transaction=False)
         for queue, head in zip(queues, heads, strict=True):
             if head:
-                pipe.hget(queue.since, head[0])
+                # Enqueue times are kept by queue seq, the head's score.
+                pipe.hget(queue.enqueued, str(int(head[0][1])))
         since_replies = iter(pipe.execute() if any(heads) else [])
         snapshots = []
         for i, queue in enumerate(queues):

@@ -18,7 +18,10 @@ key                                type   contents
                                            first. Today the score is the queue
                                            seq; priorities will prepend a band.
 ``<p>:{a<id>}:<group>:active``      ZSET   execution id -> lease deadline, ms
-``<p>:{a<id>}:<group>:since``       HASH   waiting execution id -> enqueued ms
+``<p>:{a<id>}:<group>:enqueued``    HASH   order score of a waiting execution ->
+                                           enqueued ms; keyed by the score (unique:
+                                           it holds the seq) rather than the id,
+                                           40 bytes less per waiting execution
 ``<p>:lock:<name>``                 STR    a redis-py Lock: ``reaper``,
                                            ``reconcile:<action id>``,
                                            ``stats-flush``
@@ -66,11 +69,11 @@ class QueueRef:
         return f"{self._base}:active"
 
     @property
-    def since(self) -> str:
-        return f"{self._base}:since"
+    def enqueued(self) -> str:
+        return f"{self._base}:enqueued"
 
     def all_keys(self) -> list[str]:
-        return [self.meta, self.waiting, self.active, self.since]
+        return [self.meta, self.waiting, self.active, self.enqueued]
 
 
 def lock_key(name: str) -> str:

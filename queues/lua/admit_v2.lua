@@ -5,7 +5,8 @@
 --                          total_terminal, total_completed, updated_ms
 -- KEYS[2] = waiting  ZSET  execution id -> order score (today: seq)
 -- KEYS[3] = active   ZSET  execution id -> lease deadline (ms, Redis clock)
--- KEYS[4] = since    HASH  execution id -> enqueued at (ms, Redis clock)
+-- KEYS[4] = enqueued HASH  queue seq of a waiting execution -> enqueued at
+--                          (ms, Redis clock)
 -- ARGV[1] = concurrency limit (-1 = unlimited)
 -- ARGV[2] = max queue length (waiting executions)
 -- ARGV[3] = lease length (ms)
@@ -22,7 +23,7 @@
 -- A slot is granted only while nobody waits, which is what keeps FIFO: once
 -- one id of the batch is queued, every later one queues behind it.
 
-local meta, waiting, active, since = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local meta, waiting, active, enqueued = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local limit = tonumber(ARGV[1])
 local max_waiting = tonumber(ARGV[2])
 local lease_ms = tonumber(ARGV[3])
@@ -81,7 +82,7 @@ for i = 4, #ARGV do
     else
       waiting_count = waiting_count + 1
       redis.call('ZADD', waiting, seq, id)
-      redis.call('HSET', since, id, now_ms)
+      redis.call('HSET', enqueued, seq, now_ms)
       result[#result + 1] = 'q'
       result[#result + 1] = seq
       result[#result + 1] = waiting_count

@@ -69,7 +69,7 @@ def test_it_cancels_queued_executions_at_once_and_the_others_keep_their_order(
         assert cancelled.completed_at is not None
 
     assert redis_db.zrange(queue.waiting, 0, -1) == [ids[i] for i in (1, 2, 4, 5, 7, 8, 9)]
-    assert redis_db.hlen(queue.since) == 7
+    assert redis_db.hlen(queue.enqueued) == 7
     worker_factory(concurrency=2)
     executions = wait_all_terminal(ids, timeout=60)
 

@@ -58,7 +58,7 @@ def test_it_times_out_executions_stuck_behind_a_blocked_slot_and_takes_them_out_
         # Ended at the first reaper pass after the 2 s ran out; the margin
         # is for a pass that starts late on a loaded machine.
         assert 2 <= waited <= 2 + interval + 3.0, f"waited {waited:.1f} s"
-    assert (redis_db.zcard(queue.waiting), redis_db.hlen(queue.since)) == (0, 0)
+    assert (redis_db.zcard(queue.waiting), redis_db.hlen(queue.enqueued)) == (0, 0)
     # The running one is untouched: a queue timeout is about waiting only.
     assert Execution.objects.get(pk=blocker.pk).status == S.RUNNING
     assert redis_db.zcard(queue.active) == 1

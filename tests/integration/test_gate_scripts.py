@@ -120,7 +120,8 @@ def test_it_removes_a_waiting_execution_and_keeps_the_others_order(gate: Gate, q
     assert gate.dequeue(queue, "e2", terminal_status="cancelled") is False
     assert gate.waiting_ids(queue) == ["e1", "e3", "e4"]
     assert gate.redis.hget(queue.meta, "total_terminal") == "1"
-    assert not gate.redis.hexists(queue.since, "e2")
+    # e2 was admitted third: its enqueue time, kept under seq 3, is gone too.
+    assert sorted(gate.redis.hkeys(queue.enqueued), key=int) == ["2", "4", "5"]
 
 
 def test_it_renews_only_leases_still_held(gate: Gate, queue: QueueRef) -> None:
@@ -233,3 +234,23 @@ def test_it_renews_leases_of_several_queues_in_one_call(gate: Gate, queue: Queue
     assert gate.redis.zscore(queue.active, "r0") > before[queue]
     assert gate.redis.zscore(other.active, "r1") > before[other]
     assert gate.redis.zscore(queue.active, "gone") is None
+
+
+def test_it_keeps_one_enqueue_time_per_waiting_execution_under_its_score(gate: Gate, queue: QueueRef) -> None:
+    admit_batch(gate, queue, ["h0", "h1", "h2", "h3"], limit=1)
+    assert sorted(gate.redis.hkeys(queue.enqueued), key=int) == ["2", "3", "4"]
+    head_since = int(gate.redis.hget(queue.enqueued, "2"))
+    assert gate.snapshots([queue])[0].oldest_enqueued_ms == head_since
+    assert gate.waiting_entry(queue, "h1") == (2, head_since)
+
+    # A grant takes the head's time away; the new head's is the oldest.
+    gate.release(queue, "h0", limit=1, lease_ms=LEASE_MS, terminal_status="completed")
+    assert sorted(gate.redis.hkeys(queue.enqueued), key=int) == ["3", "4"]
+    assert gate.snapshots([queue])[0].oldest_enqueued_ms == int(gate.redis.hget(queue.enqueued, "3"))
+
+    # A grant put back returns under its own seq, at the head (limit 0, so
+    # that the same step does not grant it again at once).
+    gate.release(queue, "h1", limit=0, lease_ms=LEASE_MS, requeue_score=2)
+    assert gate.waiting_ids(queue) == ["h1", "h2", "h3"]
+    assert sorted(gate.redis.hkeys(queue.enqueued), key=int) == ["2", "3", "4"]
+    assert gate.waiting_entry(queue, "h1") == (2, int(gate.redis.hget(queue.enqueued, "2")))

@@ -35,7 +35,9 @@ def test_it_rejects_a_request_when_the_queue_is_full_and_leaves_nothing_behind(
     waiting = redis_db.zrange(queue.waiting, 0, -1)
     assert waiting == [str(e.pk) for e in accepted[1:]]
     assert redis_db.zrange(queue.active, 0, -1) == [str(accepted[0].pk)]
-    assert sorted(redis_db.hkeys(queue.since)) == sorted(waiting)
+    # One enqueue time per waiting execution, under its order score.
+    scores = [str(int(score)) for _, score in redis_db.zrange(queue.waiting, 0, -1, withscores=True)]
+    assert sorted(redis_db.hkeys(queue.enqueued)) == sorted(scores)
     meta = redis_db.hgetall(queue.meta)
     # The rejected request took no sequence number and counts as nothing enqueued.
     assert meta["seq"] == "4"

@@ -61,7 +61,7 @@ def test_it_frees_a_slot_whose_release_was_lost_after_the_terminal_status_was_wr
     queue = QueueRef(action.pk)
     first, second = (request_execution(action.ref, {}).pk for _ in range(2))
     _start(first)
-    # The run ended and was recorded; the process died before release_v1.
+    # The run ended and was recorded; the process died before release_v2.
     assert Execution.objects.transition(first, S.COMPLETED, expected=[S.RUNNING], completed_at=timezone.now())
     _expire(redis_db, queue, first)
 
@@ -81,7 +81,7 @@ def test_it_puts_back_at_the_head_a_grant_made_in_redis_that_the_granter_never_r
     first, second, third = (request_execution(action.ref, {}).pk for _ in range(3))
     _start(first)
     assert Execution.objects.transition(first, S.COMPLETED, expected=[S.RUNNING], completed_at=timezone.now())
-    # release_v1 ran and granted the head; the process died before recording it.
+    # release_v2 ran and granted the head; the process died before recording it.
     result = get_gate().release(queue, str(first), limit=1, lease_ms=30000, terminal_status=S.COMPLETED)
     assert [grant.execution_id for grant in result.grants] == [str(second)]
     assert _status(second) == S.QUEUED

@@ -54,6 +54,8 @@ def fill(command: str, queue: dict[str, Any]) -> str:
     return (
         command.replace("{a12}", f"{{a{queue['action'].pk}}}")
         .replace("<execution-id>", queue["waiting"][1])
+        # The second waiting execution was the third request: queue seq 3.
+        .replace("<queue-seq>", "3")
         .replace('"$REDIS_URL"', shlex.quote(settings.REDIS_URL))
     )
 

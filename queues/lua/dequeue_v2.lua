@@ -1,19 +1,21 @@
--- dequeue_v1: take a waiting execution out of the queue (cancel, queue timeout).
+-- dequeue_v2: take a waiting execution out of the queue (cancel, queue timeout).
 --
--- KEYS[1] = meta     HASH  (see admit_v1.lua)
+-- KEYS[1] = meta     HASH  (see admit_v2.lua)
 -- KEYS[2] = waiting  ZSET  execution id -> order score
--- KEYS[3] = since    HASH  execution id -> enqueued at (ms)
+-- KEYS[3] = enqueued HASH  queue seq of a waiting execution -> enqueued at (ms)
 -- ARGV[1] = execution id
 -- ARGV[2] = terminal status to count
 --
 -- Returns 1 if the execution was waiting and is now removed, else 0. The
 -- others keep their scores, so their order is unchanged.
 
-local meta, waiting, since = KEYS[1], KEYS[2], KEYS[3]
-if redis.call('ZREM', waiting, ARGV[1]) == 0 then
+local meta, waiting, enqueued = KEYS[1], KEYS[2], KEYS[3]
+local score = redis.call('ZSCORE', waiting, ARGV[1])
+if not score then
   return 0
 end
-redis.call('HDEL', since, ARGV[1])
+redis.call('ZREM', waiting, ARGV[1])
+redis.call('HDEL', enqueued, score)
 redis.call('HINCRBY', meta, 'total_terminal', 1)
 if ARGV[2] == 'completed' then
   redis.call('HINCRBY', meta, 'total_completed', 1)

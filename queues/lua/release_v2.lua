@@ -1,9 +1,9 @@
--- release_v1: free one execution's slot and hand free slots to the queue head.
+-- release_v2: free one execution's slot and hand free slots to the queue head.
 --
--- KEYS[1] = meta     HASH  (see admit_v1.lua)
+-- KEYS[1] = meta     HASH  (see admit_v2.lua)
 -- KEYS[2] = waiting  ZSET  execution id -> order score
 -- KEYS[3] = active   ZSET  execution id -> lease deadline (ms)
--- KEYS[4] = since    HASH  execution id -> enqueued at (ms)
+-- KEYS[4] = enqueued HASH  queue seq of a waiting execution -> enqueued at (ms)
 -- ARGV[1] = execution id whose slot is freed; "" only refills (limit change)
 -- ARGV[2] = concurrency limit (-1 = unlimited), stored as the new limit
 -- ARGV[3] = terminal status to count ("" = not terminal: no counter moves)
@@ -17,7 +17,7 @@
 --   (a duplicate or late release frees nothing), -1 if meta is missing.
 --   The ids that follow were granted a slot, in FIFO order.
 
-local meta, waiting, active, since = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local meta, waiting, active, enqueued = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local id = ARGV[1]
 local limit = tonumber(ARGV[2])
 local status = ARGV[3]
@@ -35,7 +35,7 @@ if id ~= '' and redis.call('ZREM', active, id) == 1 then
   released = 1
   if requeue_score ~= '' then
     redis.call('ZADD', waiting, tonumber(requeue_score), id)
-    redis.call('HSET', since, id, now_ms)
+    redis.call('HSET', enqueued, requeue_score, now_ms)
   elseif status ~= '' then
     redis.call('HINCRBY', meta, 'total_terminal', 1)
     if status == 'completed' then
@@ -52,7 +52,7 @@ while limit < 0 or redis.call('ZCARD', active) < limit do
     break
   end
   local grant_seq = redis.call('HINCRBY', meta, 'grant_seq', 1)
-  redis.call('HDEL', since, head[1])
+  redis.call('HDEL', enqueued, head[2])
   redis.call('ZADD', active, now_ms + lease_ms, head[1])
   result[#result + 1] = head[1]
   result[#result + 1] = grant_seq

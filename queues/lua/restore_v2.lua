@@ -1,14 +1,14 @@
--- restore_v1: merge the database's view of one queue into Redis.
+-- restore_v2: merge the database's view of one queue into Redis.
 --
 -- Adds what the database says is waiting or holding a slot and is missing
--- here; removes nothing (stale entries are freed by release_v1/dequeue_v1,
+-- here; removes nothing (stale entries are freed by release_v2/dequeue_v2,
 -- which hand their slots on). Safe on a live queue: an entry that moved on
 -- since the database was read is left where it is.
 --
--- KEYS[1] = meta     HASH  (see admit_v1.lua)
+-- KEYS[1] = meta     HASH  (see admit_v2.lua)
 -- KEYS[2] = waiting  ZSET  execution id -> order score
 -- KEYS[3] = active   ZSET  execution id -> lease deadline (ms)
--- KEYS[4] = since    HASH  execution id -> enqueued at (ms)
+-- KEYS[4] = enqueued HASH  queue seq of a waiting execution -> enqueued at (ms)
 -- ARGV[1] = concurrency limit (-1 = unlimited)
 -- ARGV[2] = seq (highest queue seq handed out)
 -- ARGV[3] = grant_seq (highest grant seq handed out)
@@ -22,7 +22,7 @@
 -- of Redis and the database, so no number is handed out twice; the totals
 -- are taken from the database.
 
-local meta, waiting, active, since = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local meta, waiting, active, enqueued = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local t = redis.call('TIME')
 local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local lease_ms = tonumber(ARGV[7])
@@ -48,7 +48,7 @@ local added_waiting, added_active = 0, 0
 for _ = 1, w do
   if not redis.call('ZSCORE', active, ARGV[i]) then
     added_waiting = added_waiting + redis.call('ZADD', waiting, 'NX', tonumber(ARGV[i + 1]), ARGV[i])
-    redis.call('HSETNX', since, ARGV[i], tonumber(ARGV[i + 2]))
+    redis.call('HSETNX', enqueued, tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2]))
   end
   i = i + 3
 end
