@@ -84,17 +84,22 @@ def _update_plan(
 ) -> _UpdatePlan:
     q = connection.ops.quote_name
     meta = model._meta
+    # SQLite's UPDATE takes no alias; PostgreSQL's needs one to join.
+    e = "e" if vendor == "postgresql" else q(meta.db_table)
     sets = [f"{q('status')} = {status_sql}"]
     sets += [f"{q(meta.get_field(name).column)} = %s" for name in set_names]
-    conditions = [f"e.{q(meta.pk.column)} = %s", f"e.{q('status')} IN ({', '.join(['%s'] * status_count)})"]
-    conditions += [f"e.{q(meta.get_field(name).column)} = %s" for name in where_names]
+    conditions = [
+        f"{e}.{q(meta.pk.column)} = %s",
+        f"{e}.{q('status')} IN ({', '.join(['%s'] * status_count)})",
+    ]
+    conditions += [f"{e}.{q(meta.get_field(name).column)} = %s" for name in where_names]
     own = _returned(model, returning)
-    columns = _column_list(own, "e")
+    columns = _column_list(own, e)
     returned = [own]
     from_sql = ""
     joined = vendor == "postgresql" and bool(related)
     if joined:
-        previous = "e"
+        previous = e
         for index, (alias, related_model, fk_column, names) in enumerate(related):
             part = _returned(related_model, names)
             returned.append(part)
@@ -108,7 +113,8 @@ def _update_plan(
                 from_sql += f" JOIN {table} AS {alias} ON {on}"
             previous = alias
     sql = (
-        f"UPDATE {q(meta.db_table)} AS e SET {', '.join(sets)}{from_sql} "
+        f"UPDATE {q(meta.db_table)}{' AS e' if vendor == 'postgresql' else ''} "
+        f"SET {', '.join(sets)}{from_sql} "
         f"WHERE {' AND '.join(conditions)} RETURNING {', '.join(columns)}"
     )
     fetch = () if joined else tuple((m, fk, names) for _, m, fk, names in related)

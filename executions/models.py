@@ -283,7 +283,7 @@ class ExecutionQuerySet(models.QuerySet["Execution"]):
             check_transition(S.CANCELING, canceling_becomes)
             sources.append(S.CANCELING)
             status_sql = (
-                "CASE WHEN e.status = %s THEN %s ELSE %s END",
+                "CASE WHEN status = %s THEN %s ELSE %s END",
                 [S.CANCELING, canceling_becomes, new_status],
             )
         fields.setdefault("updated", timezone.now())
