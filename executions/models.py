@@ -174,6 +174,16 @@ def check_transition(current: str, new: str) -> None:
         raise IllegalTransition(f"An execution cannot go from '{current}' to '{new}'.")
 
 
+def checked_sources(new: str, expected: Iterable[str] | None) -> list[str]:
+    """The statuses a conditional update to ``new`` may start from:
+    ``expected`` (default: every status that may precede it). Raises
+    IllegalTransition if ``expected`` names a move the machine forbids."""
+    sources = list(expected) if expected is not None else sources_of(new)
+    for source in sources:
+        check_transition(source, new)
+    return sources
+
+
 def sources_of(new: str) -> list[str]:
     """Every status from which `new` may be reached, for conditional updates."""
     return sorted(status for status, targets in TRANSITIONS.items() if new in targets)
@@ -232,9 +242,7 @@ class ExecutionQuerySet(models.QuerySet["Execution"]):
         returns whether this call made the change. Raises IllegalTransition
         if ``expected`` names a move the state machine forbids.
         """
-        sources = list(expected) if expected is not None else sources_of(new_status)
-        for source in sources:
-            check_transition(source, new_status)
+        sources = checked_sources(new_status, expected)
         # QuerySet.update() skips auto_now, so stamp it here.
         fields.setdefault("updated", timezone.now())
         if self.db != "default" or self.query.where:
@@ -275,9 +283,7 @@ class ExecutionQuerySet(models.QuerySet["Execution"]):
         """
         from executions import bulk
 
-        sources = list(expected)
-        for source in sources:
-            check_transition(source, new_status)
+        sources = checked_sources(new_status, expected)
         status_sql: tuple[str, list[Any]] = ("%s", [new_status])
         if canceling_becomes is not None:
             check_transition(S.CANCELING, canceling_becomes)
@@ -319,8 +325,7 @@ class ExecutionQuerySet(models.QuerySet["Execution"]):
 
         sources = list(expected)
         for _, new_status, _ in changes:
-            for source in sources:
-                check_transition(source, new_status)
+            checked_sources(new_status, sources)
         rows = [(pk, {"status": new_status, **fields}) for pk, new_status, fields in changes]
         return bulk.update_many(Execution, rows, status_in=sources, shared={"updated": timezone.now()})
 
