@@ -189,9 +189,8 @@ def sources_of(new: str) -> list[str]:
     return sorted(status for status, targets in TRANSITIONS.items() if new in targets)
 
 
-# What a worker and the gate read of an execution, its action and its pack
-# on the hot path: no result, error or schema, which can be large and are
-# decoded for nothing.
+# What a worker and the gate read of an execution on the hot path: no
+# result or error, which can be large and are decoded for nothing.
 RUN_FIELDS = (
     "id",
     "action",
@@ -209,19 +208,6 @@ RUN_FIELDS = (
     "grant_seq",
     "queue_group",
 )
-GATE_ACTION_FIELDS = (
-    "id",
-    "ref",
-    "pack",
-    "runner",
-    "entrypoint",
-    "timeout_seconds",
-    "celery_queue",
-    "concurrency_limit",
-    "max_queue_length",
-    "enabled",
-)
-GATE_PACK_FIELDS = ("id", "ref", "concurrency_limit")
 
 
 class ExecutionQuerySet(models.QuerySet["Execution"]):
@@ -274,12 +260,13 @@ class ExecutionQuerySet(models.QuerySet["Execution"]):
         **fields: Any,
     ) -> Execution | None:
         """``transition`` in one statement that also returns the changed
-        execution, with its action and pack, or None if it did not change.
-        With ``canceling_becomes``, an execution being cancelled
-        (``canceling``) moves to that status instead of ``new_status``.
+        execution, or None if it did not change. With ``canceling_becomes``,
+        an execution being cancelled (``canceling``) moves to that status
+        instead of ``new_status``.
 
-        Loaded are the fields a run and its release need (RUN_FIELDS,
-        GATE_ACTION_FIELDS, GATE_PACK_FIELDS); reading another queries it.
+        Loaded are the fields a run and its release need (RUN_FIELDS);
+        reading another queries it. The action is not read: the hot path
+        takes it from queues.action_cache.
         """
         from executions import bulk
 
@@ -301,17 +288,11 @@ class ExecutionQuerySet(models.QuerySet["Execution"]):
             status_in=sources,
             status_sql=status_sql,
             returning=RUN_FIELDS,
-            related=[
-                ("a", Action, "action_id", GATE_ACTION_FIELDS),
-                ("p", Pack, "pack_id", GATE_PACK_FIELDS),
-            ],
         )
         if found is None:
             return None
-        execution, action, pack = found
-        assert isinstance(execution, Execution) and isinstance(action, Action) and isinstance(pack, Pack)
-        action.pack = pack
-        execution.action = action
+        execution = found[0]
+        assert isinstance(execution, Execution)
         return execution
 
     def transition_many(

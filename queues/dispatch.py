@@ -29,13 +29,16 @@ from executions.models import (
     ExecutionStatus,
 )
 from queues import metrics
-from queues.gate import Admission, BatchAdmission, Grant, get_gate
+from queues.action_cache import action_cache
+from queues.gate import KEEP_LIMIT, Admission, BatchAdmission, Grant, get_gate, new_config_token
 from queues.keys import QueueRef
 from queues.policy import lease_ms, resolve_limit
 
 logger = logging.getLogger(__name__)
 S = ExecutionStatus
 RUN_TASK = "workers.run_execution"
+# The Celery message header carrying the action's config token (queues/action_cache.py).
+CONFIG_HEADER = "attune_config"
 
 
 def queue_of(execution: Execution) -> QueueRef:
@@ -124,7 +127,13 @@ def admit(executions: list[Execution], action: Action) -> list[Execution]:
                 execution.status, execution.grant_seq = S.SCHEDULED, admission.grant_seq
                 execution.celery_task_id, execution.scheduled_at = admission.execution_id, now
                 metrics.granted(action.ref, admission.execution_id)
-                _send(admission.execution_id, admission.execution_id, action, granted_at=sent_at)
+                _send(
+                    admission.execution_id,
+                    admission.execution_id,
+                    action,
+                    granted_at=sent_at,
+                    config=batch.config,
+                )
             else:
                 execution.status = S.QUEUED
         else:
@@ -161,13 +170,23 @@ def _record_earlier_admission(execution: Execution, queue: QueueRef) -> None:
 
 
 def _send(
-    execution_id: str, task_id: str, action: Action, released_at: float | None = None, *, granted_at: float
+    execution_id: str,
+    task_id: str,
+    action: Action,
+    released_at: float | None = None,
+    *,
+    granted_at: float,
+    config: str = "",
 ) -> None:
     timeout = float(action.timeout_seconds)
     # With the grant go when it was made, so the worker knows whether its
-    # lease needs renewing before it starts, and when its slot was freed,
-    # for the hand-off time; a worker that does not know a header ignores it.
-    headers = {metrics.GRANTED_AT_HEADER: granted_at}
+    # lease needs renewing before it starts, when its slot was freed, for
+    # the hand-off time, and the token of the action's definition, so the
+    # worker reads the action only when it changed; a worker that does not
+    # know a header ignores it.
+    headers: dict[str, Any] = {metrics.GRANTED_AT_HEADER: granted_at}
+    if config:
+        headers[CONFIG_HEADER] = config
     if released_at is not None:
         headers[metrics.RELEASED_AT_HEADER] = released_at
     current_app.send_task(
@@ -187,17 +206,19 @@ def _dispatch(
     *,
     action: Action | None = None,
     released_at: float | None = None,
+    config: str = "",
 ) -> None:
     """Record each grant as ``scheduled`` and send its task.
 
     ``released_at`` is when the slots of ``grants`` were freed (None: they
-    were free already, on a limit change). A grant whose
-    execution ended meanwhile (cancelled or timed out while the slot was on
-    its way) hands the slot straight on to the next head.
+    were free already, on a limit change); ``config`` the action's config
+    token the release returned. A grant whose execution ended meanwhile
+    (cancelled or timed out while the slot was on its way) hands the slot
+    straight on to the next head.
     """
     if not grants:
         return
-    action = action or _load_action(queue.action_id)
+    action = action or action_cache().get(queue.action_id, config)
     pending = deque((grant, released_at) for grant in grants)
     while pending:
         grant, released_at = pending.popleft()
@@ -218,7 +239,7 @@ def _dispatch(
         )
         if scheduled:
             metrics.granted(action.ref, grant.execution_id)
-            _send(grant.execution_id, task_id, action, released_at, granted_at=time.time())
+            _send(grant.execution_id, task_id, action, released_at, granted_at=time.time(), config=config)
             continue
         current = Execution.objects.filter(pk=grant.execution_id).values_list("status", flat=True).first()
         if current is None or current in TERMINAL_STATUSES:
@@ -226,7 +247,7 @@ def _dispatch(
             result = get_gate().release(
                 queue,
                 grant.execution_id,
-                limit=resolve_limit(action),
+                limit=KEEP_LIMIT,
                 lease_ms=lease_ms(),
                 terminal_status=current or S.CANCELLED,
             )
@@ -242,30 +263,37 @@ def _dispatch(
             )
 
 
-def release(execution: Execution, action: Action | None = None) -> bool:
+def release(execution: Execution) -> bool:
     """Free a terminal execution's slot and start the next in line.
 
     Returns whether this call freed the slot; a duplicate frees nothing.
+    The queue's stored limit applies (every change of a limit is applied to
+    it at once), so ending a run reads nothing of its action unless a slot
+    is handed on, and then only what the process has not cached.
     """
     assert execution.status in TERMINAL_STATUSES, execution.status
-    action = action or _load_action(execution.action_id)
     queue = queue_of(execution)
     released_at = time.time()
     result = get_gate().release(
         queue,
         str(execution.pk),
-        limit=resolve_limit(action),
+        limit=KEEP_LIMIT,
         lease_ms=lease_ms(),
         terminal_status=execution.status,
     )
     if not result.initialized:
         from queues.reconcile import reconcile_action
 
-        reconcile_action(action)
+        reconcile_action(_load_action(execution.action_id))
         return False
     if result.released:
         metrics.terminal(execution)
-    _dispatch(queue, result.grants, action=action, released_at=released_at if result.released else None)
+    _dispatch(
+        queue,
+        result.grants,
+        released_at=released_at if result.released else None,
+        config=result.config,
+    )
     return result.released
 
 
@@ -290,7 +318,13 @@ def requeue(execution: Execution) -> bool:
     result = get_gate().release(
         queue, str(execution.pk), limit=resolve_limit(action), lease_ms=lease_ms(), requeue_score=score
     )
-    _dispatch(queue, result.grants, action=action, released_at=released_at if result.released else None)
+    _dispatch(
+        queue,
+        result.grants,
+        action=action,
+        released_at=released_at if result.released else None,
+        config=result.config,
+    )
     return result.released
 
 
@@ -315,17 +349,27 @@ def forget(queue: QueueRef, execution_id: str) -> None:
     result = gate.release(
         queue, execution_id, limit=resolve_limit(action), lease_ms=lease_ms(), terminal_status=S.CANCELLED
     )
-    _dispatch(queue, result.grants, action=action, released_at=released_at if result.released else None)
+    _dispatch(
+        queue,
+        result.grants,
+        action=action,
+        released_at=released_at if result.released else None,
+        config=result.config,
+    )
 
 
 def refill(action: Action) -> int:
-    """Apply the action's current limit: grant every free slot to the queue
-    head, in order. Returns how many executions were granted."""
+    """Apply the action's current definition: store its limit and a new
+    config token (so every process reads the definition again), and grant
+    every free slot to the queue head, in order. Returns how many
+    executions were granted. ``action`` must be read after the change was
+    committed."""
     queue = QueueRef(action.pk)
-    result = get_gate().release(queue, None, limit=resolve_limit(action), lease_ms=lease_ms())
+    config = new_config_token()
+    result = get_gate().release(queue, None, limit=resolve_limit(action), lease_ms=lease_ms(), config=config)
     if not result.initialized:
         return 0
-    _dispatch(queue, result.grants, action=action)
+    _dispatch(queue, result.grants, action=action, config=config)
     return len(result.grants)
 
 
@@ -353,15 +397,14 @@ def finish(
     where = {"celery_task_id": task_id} if task_id else {}
     fields: dict[str, Any] = {"completed_at": timezone.now(), "result": result, "error": error[:10000]}
     expected = [source for source in (S.SCHEDULED, S.RUNNING) if status in TRANSITIONS[source]]
-    # One statement ends the run and returns it with its action and pack,
-    # which the release needs.
+    # One statement ends the run and returns what the release needs.
     execution = Execution.objects.transition_returning(
         execution_id, status, expected=expected, where=where, canceling_becomes=S.CANCELLED, **fields
     )
     if execution is None:
-        execution = Execution.objects.select_related("action__pack").filter(pk=execution_id).first()
+        execution = Execution.objects.filter(pk=execution_id).first()
         if execution is None or (task_id and execution.celery_task_id != task_id):
             return execution
     if execution.status in TERMINAL_STATUSES:
-        release(execution, execution.action)
+        release(execution)
     return execution

@@ -7,6 +7,7 @@ The gate knows nothing of the database; queues/dispatch.py ties the two.
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -22,7 +23,20 @@ LUA_DIR = Path(__file__).resolve().parent / "lua"
 UNLIMITED = -1
 
 
-def _limit_arg(limit: int | None) -> int:
+class _KeepLimit:
+    """The limit argument of a release that keeps the queue's stored limit."""
+
+    def __repr__(self) -> str:
+        return "KEEP_LIMIT"
+
+
+# A run ending needs no limit: every change of one refills the queue with it.
+KEEP_LIMIT = _KeepLimit()
+
+
+def _limit_arg(limit: int | _KeepLimit | None) -> int | str:
+    if isinstance(limit, _KeepLimit):
+        return ""
     return UNLIMITED if limit is None else int(limit)
 
 
@@ -34,7 +48,7 @@ class Grant:
 
 @dataclass(frozen=True)
 class Admission:
-    """What admit_v2 decided for one execution of a batch. ``outcome`` is
+    """What admit_v3 decided for one execution of a batch. ``outcome`` is
     granted, queued or duplicate."""
 
     execution_id: str
@@ -46,22 +60,30 @@ class Admission:
 
 @dataclass(frozen=True)
 class BatchAdmission:
-    """What admit_v2 decided for a batch. ``outcome`` is admitted (see
+    """What admit_v3 decided for a batch. ``outcome`` is admitted (see
     ``admissions``, one per id in request order), full (nothing written;
-    ``waiting`` says how many wait) or uninitialized (nothing written)."""
+    ``waiting`` says how many wait) or uninitialized (nothing written).
+    ``config`` is the queue's action config token (see Release)."""
 
     outcome: str
     admissions: list[Admission] = field(default_factory=list)
     waiting: int | None = None
+    config: str = ""
 
 
 @dataclass(frozen=True)
 class Release:
-    """``released`` is True only for the call that actually freed the slot."""
+    """``released`` is True only for the call that actually freed the slot.
+
+    ``config`` is the token of the action's definition stored with the
+    queue: it changes whenever the action (or its pack) is saved, so a
+    process that cached the definition under another token reads it again.
+    """
 
     released: bool
     initialized: bool
     grants: list[Grant] = field(default_factory=list)
+    config: str = ""
 
 
 @dataclass(frozen=True)
@@ -107,11 +129,21 @@ class Gate:
         return self._scripts[name](keys=keys, args=args)
 
     def admit(
-        self, queue: QueueRef, execution_ids: list[str], *, limit: int | None, max_waiting: int, lease_ms: int
+        self,
+        queue: QueueRef,
+        execution_ids: list[str],
+        *,
+        limit: int | None,
+        max_waiting: int,
+        lease_ms: int,
+        config: str = "",
     ) -> BatchAdmission:
-        """Admit ``execution_ids`` in list order, in one script run."""
+        """Admit ``execution_ids`` in list order, in one script run.
+        ``config`` is stored as the queue's config token if it has none."""
         reply = self._run(
-            "admit_v2", queue.all_keys(), [_limit_arg(limit), max_waiting, lease_ms, *execution_ids]
+            "admit_v3",
+            queue.all_keys(),
+            [_limit_arg(limit), max_waiting, lease_ms, config or new_config_token(), *execution_ids],
         )
         outcome = str(reply[0])
         if outcome == "full":
@@ -119,7 +151,7 @@ class Gate:
         if outcome != "admitted":
             return BatchAdmission(outcome)
         admissions = []
-        for execution_id, i in zip(execution_ids, range(1, len(reply), 3), strict=True):
+        for execution_id, i in zip(execution_ids, range(2, len(reply), 3), strict=True):
             code, seq, n = str(reply[i]), int(reply[i + 1]), int(reply[i + 2])
             if code == "g":
                 admissions.append(Admission(execution_id, "granted", seq=seq, grant_seq=n))
@@ -127,22 +159,24 @@ class Gate:
                 admissions.append(Admission(execution_id, "queued", seq=seq, position=n))
             else:
                 admissions.append(Admission(execution_id, "duplicate"))
-        return BatchAdmission(outcome, admissions)
+        return BatchAdmission(outcome, admissions, config=str(reply[1]))
 
     def release(
         self,
         queue: QueueRef,
         execution_id: str | None,
         *,
-        limit: int | None,
+        limit: int | _KeepLimit | None,
         lease_ms: int,
         terminal_status: str | None = None,
         requeue_score: int | None = None,
+        config: str = "",
     ) -> Release:
         """Free ``execution_id``'s slot (None: only refill after a limit
-        change) and grant free slots to the queue head, in order."""
+        change) and grant free slots to the queue head, in order. A
+        ``config`` token is stored as the queue's new one."""
         reply = self._run(
-            "release_v2",
+            "release_v3",
             queue.all_keys(),
             [
                 execution_id or "",
@@ -150,11 +184,14 @@ class Gate:
                 terminal_status or "",
                 "" if requeue_score is None else requeue_score,
                 lease_ms,
+                config,
             ],
         )
         released = int(reply[0])
-        grants = [Grant(str(reply[i]), int(reply[i + 1])) for i in range(1, len(reply), 2)]
-        return Release(released=released == 1, initialized=released != -1, grants=grants)
+        if released == -1:
+            return Release(released=False, initialized=False)
+        grants = [Grant(str(reply[i]), int(reply[i + 1])) for i in range(2, len(reply), 2)]
+        return Release(released=released == 1, initialized=True, grants=grants, config=str(reply[1]))
 
     def dequeue(self, queue: QueueRef, execution_id: str, *, terminal_status: str) -> bool:
         return bool(
@@ -212,7 +249,7 @@ class Gate:
     def waiting_entry(self, queue: QueueRef, execution_id: str) -> tuple[int, int | None] | None:
         """(queue seq, enqueued at ms) of a waiting execution, else None.
 
-        The seq is the order score, which is what admit_v2 stores today; a
+        The seq is the order score, which is what admit_v3 stores today; a
         priority band in the score would have to be taken off here.
         """
         score = self.redis.zscore(queue.waiting, execution_id)
@@ -269,6 +306,13 @@ class Gate:
 
     def delete(self, queue: QueueRef) -> None:
         self.redis.delete(*queue.all_keys())
+
+
+def new_config_token() -> str:
+    """A token for a new definition of an action: unique, so a cache keyed
+    by an older token (one from before Redis lost its state included) never
+    matches it."""
+    return secrets.token_hex(8)
 
 
 @lru_cache(maxsize=1)

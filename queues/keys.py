@@ -13,7 +13,9 @@ key                                type   contents
 ``<p>:{a<id>}:<group>:meta``        HASH   limit (-1 = unlimited), seq (last queue
                                            seq given), grant_seq (last grant seq),
                                            total_enqueued, total_terminal,
-                                           total_completed, updated_ms (Redis clock)
+                                           total_completed, updated_ms (Redis clock),
+                                           config (token of the action's definition,
+                                           new at every save; queues/action_cache.py)
 ``<p>:{a<id>}:<group>:waiting``     ZSET   execution id -> order score; lowest
                                            first. Today the score is the queue
                                            seq; priorities will prepend a band.

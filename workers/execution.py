@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from executions.models import Execution, ExecutionStatus
 from queues import dispatch, metrics
+from queues.action_cache import action_cache
 from workers.core_actions import json_dumps_safe
 from workers.exceptions import ActionTimedOut, ExecutionCancelled
 from workers.lease import lease_keeper
@@ -75,20 +76,21 @@ def run(
     hostname: str,
     released_at: float | None = None,
     granted_at: float | None = None,
+    config: str | None = None,
 ) -> dict[str, Any]:
     """Run the execution granted to ``task_id``. ``released_at`` is when the
     slot it was granted was freed by another execution, for the hand-off
-    metric; ``granted_at`` when the grant was made (both from the grant's
-    headers; None when absent).
+    metric; ``granted_at`` when the grant was made; ``config`` the token of
+    the action's definition at the grant (all from the grant's headers;
+    None when absent).
 
     Returns ``{"execution_id", "task_id", "result"}``, or with ``skipped``
     when this message is not the current grant (a stale redelivery, or the
     execution was cancelled before it started). Action failures propagate
     as exceptions, for the task_failure listener.
     """
-    # One statement starts the run and returns it with its action: nothing
-    # about the run is read twice, and an action changed since the grant is
-    # seen as it is now.
+    # One statement starts the run and returns it; the action comes from
+    # this process's cache, read again only if it changed before the grant.
     execution = Execution.objects.transition_returning(
         execution_id,
         S.RUNNING,
@@ -101,7 +103,7 @@ def run(
     if execution is None:
         return {**outcome, "skipped": True}
     metrics.started(execution, released_at)
-    action = execution.action
+    action = action_cache().get(execution.action_id, config)
     with (
         lease_keeper().holding(dispatch.queue_of(execution), execution_id, granted_at=granted_at),
         sigterm_cancels(),

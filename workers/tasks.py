@@ -6,6 +6,7 @@ from typing import Any
 
 from celery import Task, shared_task
 
+from queues.dispatch import CONFIG_HEADER
 from queues.metrics import GRANTED_AT_HEADER, RELEASED_AT_HEADER
 from workers import execution
 
@@ -25,4 +26,5 @@ def run_execution(self: Task, execution_id: str) -> dict[str, Any]:
         hostname=str(self.request.hostname or ""),
         released_at=_seconds(self.request.get(RELEASED_AT_HEADER)),
         granted_at=_seconds(self.request.get(GRANTED_AT_HEADER)),
+        config=str(self.request.get(CONFIG_HEADER) or "") or None,
     )

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from queues.gate import Admission, BatchAdmission, Gate, RestoreState
+from queues.gate import KEEP_LIMIT, Admission, BatchAdmission, Gate, RestoreState
 from queues.keys import QueueRef
 
 pytestmark = pytest.mark.integration
@@ -35,7 +35,7 @@ def admit_batch(
 def admit(
     gate: Gate, queue: QueueRef, execution_id: str, limit: int | None = 2, max_waiting: int = 100
 ) -> Admission | BatchAdmission:
-    """One execution through admit_v2: its admission, or the batch's
+    """One execution through admit_v3: its admission, or the batch's
     outcome when nothing was admitted."""
     batch = admit_batch(gate, queue, [execution_id], limit, max_waiting)
     return batch.admissions[0] if batch.outcome == "admitted" else batch
@@ -254,3 +254,42 @@ def test_it_keeps_one_enqueue_time_per_waiting_execution_under_its_score(gate: G
     assert gate.waiting_ids(queue) == ["h1", "h2", "h3"]
     assert sorted(gate.redis.hkeys(queue.enqueued), key=int) == ["2", "3", "4"]
     assert gate.waiting_entry(queue, "h1") == (2, int(gate.redis.hget(queue.enqueued, "2")))
+
+
+def test_a_release_that_keeps_the_limit_grants_by_the_stored_one(gate: Gate, queue: QueueRef) -> None:
+    for i in range(5):
+        admit(gate, queue, f"k{i}", limit=3)
+    result = gate.release(queue, "k0", limit=KEEP_LIMIT, lease_ms=LEASE_MS, terminal_status="completed")
+    assert result.released
+    assert [grant.execution_id for grant in result.grants] == ["k3"]
+    assert gate.redis.hget(queue.meta, "limit") == "3"
+    # A lowered limit, stored by a refill, holds for the next release.
+    gate.release(queue, None, limit=1, lease_ms=LEASE_MS)
+    assert (
+        gate.release(queue, "k1", limit=KEEP_LIMIT, lease_ms=LEASE_MS, terminal_status="completed").grants
+        == []
+    )
+
+
+def test_the_first_admission_stores_a_config_token_and_a_refill_replaces_it(
+    gate: Gate, queue: QueueRef
+) -> None:
+    first = gate.admit(queue, ["c0"], limit=1, max_waiting=10, lease_ms=LEASE_MS, config="t1")
+    again = gate.admit(queue, ["c1"], limit=1, max_waiting=10, lease_ms=LEASE_MS, config="t2")
+    assert (first.config, again.config) == ("t1", "t1")
+
+    refill = gate.release(queue, None, limit=1, lease_ms=LEASE_MS, config="t3")
+    ended = gate.release(queue, "c0", limit=KEEP_LIMIT, lease_ms=LEASE_MS, terminal_status="completed")
+    assert (refill.config, ended.config) == ("t3", "t3")
+    assert [grant.execution_id for grant in ended.grants] == ["c1"]
+
+
+def test_a_queue_without_a_token_gets_a_fresh_one_at_admission(gate: Gate, queue: QueueRef) -> None:
+    other = QueueRef(4343)
+    gate.restore(other, RestoreState(None, 0, 0, 0, 0, 0, [], []), lease_ms=LEASE_MS)
+    tokens = [gate.admit(q, ["x"], limit=1, max_waiting=1, lease_ms=LEASE_MS).config for q in (queue, other)]
+    assert tokens[0] != tokens[1]
+    assert all(
+        len(token) == 16 and gate.redis.hget(q.meta, "config") == token
+        for q, token in zip((queue, other), tokens, strict=True)
+    )

@@ -1,8 +1,9 @@
--- admit_v2: let a batch of executions through the gate, in list order: each
+-- admit_v3: let a batch of executions through the gate, in list order: each
 -- is granted a slot, or queued, or (the whole batch) rejected.
 --
 -- KEYS[1] = meta     HASH  limit, seq, grant_seq, total_enqueued,
---                          total_terminal, total_completed, updated_ms
+--                          total_terminal, total_completed, updated_ms,
+--                          config (token of the action's definition)
 -- KEYS[2] = waiting  ZSET  execution id -> order score (today: seq)
 -- KEYS[3] = active   ZSET  execution id -> lease deadline (ms, Redis clock)
 -- KEYS[4] = enqueued HASH  queue seq of a waiting execution -> enqueued at
@@ -10,10 +11,12 @@
 -- ARGV[1] = concurrency limit (-1 = unlimited)
 -- ARGV[2] = max queue length (waiting executions)
 -- ARGV[3] = lease length (ms)
--- ARGV[4..n] = execution ids, in request order
+-- ARGV[4] = config token stored if the queue has none yet
+-- ARGV[5..n] = execution ids, in request order
 --
 -- Returns one of:
---   {"admitted", code1, seq1, n1, code2, seq2, n2, ...}  one triple per id:
+--   {"admitted", config, code1, seq1, n1, code2, seq2, n2, ...}
+--        config: the stored config token; then one triple per id:
 --        code "g": granted, n = its grant_seq
 --        code "q": queued,  n = its position (1 = next)
 --        code "d": already waiting or holding a slot; seq and n are 0
@@ -33,7 +36,7 @@ if redis.call('EXISTS', meta) == 0 then
 end
 
 local fresh, seen = {}, {}
-for i = 4, #ARGV do
+for i = 5, #ARGV do
   local id = ARGV[i]
   fresh[i] = not (seen[id] or redis.call('ZSCORE', waiting, id) or redis.call('ZSCORE', active, id))
   seen[id] = true
@@ -49,7 +52,7 @@ if waiting_count == 0 then
   end
 end
 local new_count = 0
-for i = 4, #ARGV do
+for i = 5, #ARGV do
   if fresh[i] then
     new_count = new_count + 1
   end
@@ -63,8 +66,13 @@ local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 redis.call('HSET', meta, 'limit', limit)
 local seq = tonumber(redis.call('HGET', meta, 'seq') or '0')
 local grant_seq = tonumber(redis.call('HGET', meta, 'grant_seq') or '0')
-local result = {'admitted'}
-for i = 4, #ARGV do
+local config = redis.call('HGET', meta, 'config')
+if not config then
+  config = ARGV[4]
+  redis.call('HSET', meta, 'config', config)
+end
+local result = {'admitted', config}
+for i = 5, #ARGV do
   local id = ARGV[i]
   if not fresh[i] then
     result[#result + 1] = 'd'
