@@ -63,12 +63,20 @@ def _field_names(returned: Returned) -> list[str]:
     return [by_attname[attname] for attname in returned.attnames]
 
 
+Prep = Callable[[Any, Any], Any]
+
+
 @dataclass(frozen=True)
 class _UpdatePlan:
     sql: str
     returned: tuple[Returned, ...]
     # Related rows read by a second statement where UPDATE cannot join.
     fetch_related: tuple[tuple[type[models.Model], str, tuple[str, ...] | None], ...]
+    # Each parameter's conversion, in statement order (SET fields, the
+    # primary key, WHERE fields), looked up once rather than per call.
+    set_preps: tuple[Prep, ...]
+    pk_prep: Prep
+    where_preps: tuple[Prep, ...]
 
 
 @lru_cache(maxsize=64)
@@ -118,7 +126,14 @@ def _update_plan(
         f"WHERE {' AND '.join(conditions)} RETURNING {', '.join(columns)}"
     )
     fetch = () if joined else tuple((m, fk, names) for _, m, fk, names in related)
-    return _UpdatePlan(sql, tuple(returned), fetch)
+    return _UpdatePlan(
+        sql,
+        tuple(returned),
+        fetch,
+        set_preps=tuple(meta.get_field(name).get_db_prep_save for name in set_names),
+        pk_prep=meta.pk.get_db_prep_value,
+        where_preps=tuple(meta.get_field(name).get_db_prep_value for name in where_names),
+    )
 
 
 def update_returning(
@@ -153,11 +168,10 @@ def update_returning(
         tuple((alias, m, fk, None if names is None else tuple(names)) for alias, m, fk, names in related),
         connection.vendor,
     )
-    meta = model._meta
     params: list[Any] = [*status_sql[1]]
-    params += [meta.get_field(name).get_db_prep_save(value, connection) for name, value in fields.items()]
-    params += [meta.pk.get_db_prep_value(pk, connection), *status_in]
-    params += [meta.get_field(name).get_db_prep_value(value, connection) for name, value in where.items()]
+    params += [prep(value, connection) for prep, value in zip(plan.set_preps, fields.values(), strict=True)]
+    params += [plan.pk_prep(pk, connection), *status_in]
+    params += [prep(value, connection) for prep, value in zip(plan.where_preps, where.values(), strict=True)]
     with connection.cursor() as cursor:
         cursor.execute(plan.sql, params)
         row = cursor.fetchone()
