@@ -11,6 +11,8 @@ from typing import Any
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import DatabaseError
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views import defaults
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from rest_framework import serializers, status
@@ -109,3 +111,16 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     elif isinstance(data, dict | list):
         response.data = {"error": _summary(data), "detail": data}
     return response
+
+
+def api_not_found(request: HttpRequest, path: str = "") -> JsonResponse:
+    """Every path under /api/ that names no endpoint: the API's 404, not Django's HTML page."""
+    return JsonResponse({"error": f"No API endpoint at {request.path}"}, status=status.HTTP_404_NOT_FOUND)
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    """A 500 outside DRF's handling: JSON under /api/, Django's page elsewhere."""
+    if request.path.startswith("/api/"):
+        body = {"error": "Internal server error; it has been logged"}
+        return JsonResponse(body, status=status.HTTP_500_INTERNAL_SERVER_ERROR)
+    return defaults.server_error(request)
