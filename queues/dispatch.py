@@ -114,7 +114,6 @@ def admit(executions: list[Execution], action: Action) -> list[Execution]:
             )
         )
     recorded = Execution.objects.transition_many(changes, expected=[S.REQUESTED])
-    metrics.enqueued(action.ref, len(changes))
     sent_at = time.time()
     for admission in batch.admissions:
         execution = by_id[admission.execution_id]

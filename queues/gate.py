@@ -100,6 +100,10 @@ class QueueSnapshot:
     updated_ms: int | None
     seq: int
     grant_seq: int
+    # Exact counters, whichever process moved them: executions that ended,
+    # by terminal status, and requests refused, by reason.
+    terminal_by_status: dict[str, int] = field(default_factory=dict)
+    rejected_by_reason: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -113,6 +117,7 @@ class RestoreState:
     # (execution id, order score, enqueued at ms), in queue order
     waiting: list[tuple[str, int, int]]
     active: list[str]
+    terminal_by_status: dict[str, int] = field(default_factory=dict)
 
 
 class Gate:
@@ -224,12 +229,15 @@ class Gate:
             state.total_terminal,
             state.total_completed,
             lease_ms,
-            len(state.waiting),
+            len(state.terminal_by_status),
         ]
+        for status, count in state.terminal_by_status.items():
+            args.extend([status, count])
+        args.append(len(state.waiting))
         for execution_id, score, since_ms in state.waiting:
             args.extend([execution_id, score, since_ms])
         args.extend(state.active)
-        reply = self._run("restore_v2", queue.all_keys(), args)
+        reply = self._run("restore_v3", queue.all_keys(), args)
         return int(reply[0]), int(reply[1])
 
     def now_ms(self) -> int:
@@ -300,12 +308,18 @@ class Gate:
                     updated_ms=int(meta["updated_ms"]) if "updated_ms" in meta else None,
                     seq=int(meta.get("seq", 0)),
                     grant_seq=int(meta.get("grant_seq", 0)),
+                    terminal_by_status=_counters(meta, "terminal:"),
+                    rejected_by_reason=_counters(meta, "rejected:"),
                 )
             )
         return snapshots
 
     def delete(self, queue: QueueRef) -> None:
         self.redis.delete(*queue.all_keys())
+
+
+def _counters(meta: dict[str, str], prefix: str) -> dict[str, int]:
+    return {name[len(prefix) :]: int(value) for name, value in meta.items() if name.startswith(prefix)}
 
 
 def new_config_token() -> str:

@@ -4,7 +4,7 @@ persisted row."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from executions.models import Action
@@ -25,6 +25,8 @@ class LiveQueue:
     total_completed: int
     total_terminal: int
     last_updated: datetime | None
+    terminal_by_status: dict[str, int] = field(default_factory=dict)
+    rejected_by_reason: dict[str, int] = field(default_factory=dict)
 
 
 def _from_ms(value: int | None) -> datetime | None:
@@ -54,6 +56,8 @@ def live_queues(actions: list[Action] | None = None) -> list[LiveQueue]:
             total_completed=snap.total_completed,
             total_terminal=snap.total_terminal,
             last_updated=_from_ms(snap.updated_ms),
+            terminal_by_status=snap.terminal_by_status,
+            rejected_by_reason=snap.rejected_by_reason,
         )
         for action, snap in zip(actions, snapshots, strict=True)
     ]

@@ -6,9 +6,14 @@ so cardinality stays at actions x statuses.
 
 Who serves what (docs/ops-runbook-queues.md, "Metrics"):
 
-- the web process's ``/metrics`` (``queues/views.py``): its own counters and
-  histograms, django-prometheus's, and the ``attune_queue_*`` gauges, read
-  from Redis by ``QueueCollector`` at scrape time;
+- the web process's ``/metrics`` (``queues/views.py``): its own histograms,
+  django-prometheus's, and, read from Redis by ``QueueCollector`` at scrape
+  time, the ``attune_queue_*`` gauges and the gate's exact counters
+  (``attune_executions_enqueued_total``, ``attune_executions_terminal_total``,
+  ``attune_queue_rejected_total``): the gate's scripts count every admission,
+  end and refusal in Redis, so the totals are right whichever process
+  admitted or ended an execution (a one-off command, any of several web
+  processes) and survive the restart of any of them;
 - a Celery worker's main process, on ``ATTUNE_WORKER_METRICS_PORT``: the
   counters and histograms of the main process and of every prefork pool
   process, summed by prometheus_client's multiprocess mode (each process
@@ -35,7 +40,7 @@ from prometheus_client import (
     multiprocess,
     start_http_server,
 )
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
@@ -50,15 +55,6 @@ RELEASED_AT_HEADER = "attune_released_at"
 # process's clock), so the worker knows how much of the lease is left.
 GRANTED_AT_HEADER = "attune_granted_at"
 
-EXECUTIONS_ENQUEUED = Counter(
-    "attune_executions_enqueued_total", "Executions admitted through the gate.", ["action"]
-)
-EXECUTIONS_TERMINAL = Counter(
-    "attune_executions_terminal_total", "Executions that reached a terminal status.", ["action", "status"]
-)
-QUEUE_REJECTED = Counter(
-    "attune_queue_rejected_total", "Execution requests the gate refused.", ["action", "reason"]
-)
 LEASES_RECLAIMED = Counter(
     "attune_leases_reclaimed_total", "Expired slot leases taken back by the reaper.", ["action"]
 )
@@ -84,12 +80,8 @@ HANDOFF = Histogram(
 )
 
 
-def enqueued(action_ref: str, count: int = 1) -> None:
-    EXECUTIONS_ENQUEUED.labels(action=action_ref).inc(count)
-
-
 def rejected(action_ref: str, reason: str, count: int = 1) -> None:
-    QUEUE_REJECTED.labels(action=action_ref, reason=reason).inc(count)
+    # Counted by the gate itself (attune_queue_rejected_total); this is the log line.
     logger.info("rejected", extra={"action": action_ref, "reason": reason, "count": count})
 
 
@@ -113,7 +105,8 @@ def started(execution: Execution, released_at: float | None = None) -> None:
 
 
 def terminal(execution: Execution) -> None:
-    EXECUTIONS_TERMINAL.labels(action=execution.action_ref, status=execution.status).inc()
+    """An execution ended and left the gate (the gate counts it:
+    attune_executions_terminal_total); observe how long it ran."""
     if execution.started_at is not None and execution.completed_at is not None:
         EXECUTION_DURATION.labels(action=execution.action_ref, status=execution.status).observe(
             max(0.0, (execution.completed_at - execution.started_at).total_seconds())
@@ -128,14 +121,14 @@ def lease_reclaimed(action_ref: str) -> None:
 
 
 class QueueCollector(Collector):
-    """The ``attune_queue_*`` gauges of every action, from the gate's live
-    counters in Redis (one constant number of round trips, however many
-    actions; the executions table is never read)."""
+    """The ``attune_queue_*`` gauges and the gate's exact counters of every
+    action, from the gate's live counters in Redis (one constant number of
+    round trips, however many actions; the executions table is never read)."""
 
     def describe(self) -> Iterable[Metric]:
         # Registration asks for the names; answering without Redis keeps
         # start-up independent of it.
-        return list(self._families())
+        return [*self._families(), *self._counter_families()]
 
     def collect(self) -> Iterable[Metric]:
         from queues.live import live_queues
@@ -152,6 +145,7 @@ class QueueCollector(Collector):
             yield up
             return
         length, active, limit, oldest, updated = self._families()
+        enqueued, ended, refused = self._counter_families()
         for queue in queues:
             labels = [queue.action_ref]
             length.add_metric(labels, queue.queue_length)
@@ -160,8 +154,29 @@ class QueueCollector(Collector):
             oldest.add_metric(labels, queue.oldest_age_seconds or 0.0)
             if queue.last_updated is not None:
                 updated.add_metric(labels, queue.last_updated.timestamp())
+            enqueued.add_metric(labels, queue.total_enqueued)
+            for status, count in sorted(queue.terminal_by_status.items()):
+                ended.add_metric([queue.action_ref, status], count)
+            for reason, count in sorted(queue.rejected_by_reason.items()):
+                refused.add_metric([queue.action_ref, reason], count)
         up.add_metric([], 1)
-        yield from (length, active, limit, oldest, updated, up)
+        yield from (length, active, limit, oldest, updated, enqueued, ended, refused, up)
+
+    @staticmethod
+    def _counter_families() -> tuple[CounterMetricFamily, ...]:
+        return (
+            CounterMetricFamily(
+                "attune_executions_enqueued", "Executions admitted through the gate.", labels=["action"]
+            ),
+            CounterMetricFamily(
+                "attune_executions_terminal",
+                "Executions that reached a terminal status after passing the gate.",
+                labels=["action", "status"],
+            ),
+            CounterMetricFamily(
+                "attune_queue_rejected", "Execution requests the gate refused.", labels=["action", "reason"]
+            ),
+        )
 
     @staticmethod
     def _families() -> tuple[GaugeMetricFamily, ...]:

@@ -81,6 +81,12 @@ def _database_state(action: Action) -> RestoreState:
         .values_list("pk", "queue_seq", "enqueued_at", "created")
     )
     active = list(executions.filter(status__in=ACTIVE_STATUSES).values_list("pk", flat=True))
+    ended = dict(
+        executions.filter(gated, status__in=TERMINAL_STATUSES)
+        .values_list("status")
+        .annotate(count=Count("pk"))
+        .values_list("status", "count")
+    )
     return RestoreState(
         limit=resolve_limit(action),
         seq=totals["seq"] or 0,
@@ -92,6 +98,7 @@ def _database_state(action: Action) -> RestoreState:
             (str(pk), int(seq), _ms(enqueued_at or created)) for pk, seq, enqueued_at, created in waiting
         ],
         active=[str(pk) for pk in active],
+        terminal_by_status={str(status): int(ended.get(status, 0)) for status in sorted(TERMINAL_STATUSES)},
     )
 
 

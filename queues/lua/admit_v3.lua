@@ -21,7 +21,8 @@
 --        code "q": queued,  n = its position (1 = next)
 --        code "d": already waiting or holding a slot; seq and n are 0
 --   {"full", waiting}     the ids that would have to wait do not fit in
---                         the queue: nothing is written, none is admitted
+--                         the queue: none is admitted; only the counter
+--                         rejected:queue_full grows by the batch's size
 --   {"uninitialized"}     no meta: the queue must be rebuilt first
 -- A slot is granted only while nobody waits, which is what keeps FIFO: once
 -- one id of the batch is queued, every later one queues behind it.
@@ -58,6 +59,7 @@ for i = 5, #ARGV do
   end
 end
 if new_count > free and waiting_count + new_count - free > max_waiting then
+  redis.call('HINCRBY', meta, 'rejected:queue_full', #ARGV - 4)
   return {'full', waiting_count}
 end
 

@@ -17,6 +17,7 @@ end
 redis.call('ZREM', waiting, ARGV[1])
 redis.call('HDEL', enqueued, score)
 redis.call('HINCRBY', meta, 'total_terminal', 1)
+redis.call('HINCRBY', meta, 'terminal:' .. ARGV[2], 1)
 if ARGV[2] == 'completed' then
   redis.call('HINCRBY', meta, 'total_completed', 1)
 end

@@ -45,6 +45,7 @@ if id ~= '' and redis.call('ZREM', active, id) == 1 then
     redis.call('HSET', enqueued, requeue_score, now_ms)
   elseif status ~= '' then
     redis.call('HINCRBY', meta, 'total_terminal', 1)
+    redis.call('HINCRBY', meta, 'terminal:' .. status, 1)
     if status == 'completed' then
       redis.call('HINCRBY', meta, 'total_completed', 1)
     end

@@ -69,14 +69,14 @@ def test_it_reports_a_second_admit_of_the_same_execution_as_a_duplicate(gate: Ga
     assert gate.redis.hget(queue.meta, "seq") == "2"
 
 
-def test_it_rejects_when_full_without_writing_anything(gate: Gate, queue: QueueRef) -> None:
+def test_it_rejects_when_full_admitting_nothing_and_counting_the_refusal(gate: Gate, queue: QueueRef) -> None:
     admit(gate, queue, "e0", limit=1, max_waiting=2)
     admit(gate, queue, "e1", limit=1, max_waiting=2)
     admit(gate, queue, "e2", limit=1, max_waiting=2)
     before = gate.redis.hgetall(queue.meta)
     rejected = admit(gate, queue, "e3", limit=1, max_waiting=2)
     assert (rejected.outcome, rejected.waiting) == ("full", 2)
-    assert gate.redis.hgetall(queue.meta) == before
+    assert gate.redis.hgetall(queue.meta) == {**before, "rejected:queue_full": "1"}
     assert gate.waiting_ids(queue) == ["e1", "e2"]
 
 
@@ -201,10 +201,13 @@ def test_it_admits_a_batch_in_list_order_granting_only_while_nobody_waits(
 
 def test_it_rejects_a_whole_batch_whose_waiters_do_not_fit(gate: Gate, queue: QueueRef) -> None:
     admit_batch(gate, queue, ["a0", "a1", "a2"], limit=1, max_waiting=4)
-    before = {key: gate.redis.dump(key) for key in queue.all_keys()}
+    before = {key: gate.redis.dump(key) for key in queue.all_keys() if key != queue.meta}
+    meta = gate.redis.hgetall(queue.meta)
     rejected = admit_batch(gate, queue, ["x0", "x1", "x2"], limit=1, max_waiting=4)
     assert (rejected.outcome, rejected.waiting, rejected.admissions) == ("full", 2, [])
-    assert {key: gate.redis.dump(key) for key in queue.all_keys()} == before
+    assert {key: gate.redis.dump(key) for key in queue.all_keys() if key != queue.meta} == before
+    # The whole batch is refused, and counted so.
+    assert gate.redis.hgetall(queue.meta) == {**meta, "rejected:queue_full": "3"}
     # Exactly filling the queue is allowed.
     assert admit_batch(gate, queue, ["y0", "y1"], limit=1, max_waiting=4).outcome == "admitted"
 
@@ -293,3 +296,20 @@ def test_a_queue_without_a_token_gets_a_fresh_one_at_admission(gate: Gate, queue
         len(token) == 16 and gate.redis.hget(q.meta, "config") == token
         for q, token in zip((queue, other), tokens, strict=True)
     )
+
+
+def test_every_end_is_counted_by_status_and_a_rebuild_takes_the_counts_of_the_database(
+    gate: Gate, queue: QueueRef
+) -> None:
+    for i in range(5):
+        admit(gate, queue, f"s{i}", limit=2)
+    gate.release(queue, "s0", limit=2, lease_ms=LEASE_MS, terminal_status="completed")
+    gate.release(queue, "s1", limit=2, lease_ms=LEASE_MS, terminal_status="failed")
+    gate.release(queue, "s1", limit=2, lease_ms=LEASE_MS, terminal_status="failed")  # a duplicate
+    gate.dequeue(queue, "s4", terminal_status="cancelled")
+    assert gate.snapshots([queue])[0].terminal_by_status == {"completed": 1, "failed": 1, "cancelled": 1}
+
+    gate.redis.delete(queue.meta)
+    ended = {"completed": 4, "failed": 1, "cancelled": 0, "timeout": 0, "abandoned": 2}
+    gate.restore(queue, RestoreState(2, 9, 9, 9, 7, 4, [], [], terminal_by_status=ended), lease_ms=LEASE_MS)
+    assert gate.snapshots([queue])[0].terminal_by_status == ended

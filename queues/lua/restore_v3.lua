@@ -1,4 +1,4 @@
--- restore_v2: merge the database's view of one queue into Redis.
+-- restore_v3: merge the database's view of one queue into Redis.
 --
 -- Adds what the database says is waiting or holding a slot and is missing
 -- here; removes nothing (stale entries are freed by release_v3/dequeue_v2,
@@ -14,13 +14,16 @@
 -- ARGV[3] = grant_seq (highest grant seq handed out)
 -- ARGV[4] = total_enqueued   ARGV[5] = total_terminal   ARGV[6] = total_completed
 -- ARGV[7] = lease length (ms) for the restored active slots
--- ARGV[8] = number of waiting entries W
--- ARGV[9 ..]  = W triples: execution id, order score, enqueued at (ms)
--- ARGV[9+3W ..] = execution ids holding a slot
+-- ARGV[8] = number of terminal statuses S
+-- ARGV[9 .. 8+2S] = S pairs: terminal status, executions that ended with it
+-- ARGV[9+2S] = number of waiting entries W
+-- then W triples: execution id, order score, enqueued at (ms)
+-- then the execution ids holding a slot
 --
 -- Returns {waiting added, active added}. seq and grant_seq keep the higher
 -- of Redis and the database, so no number is handed out twice; the totals
--- are taken from the database.
+-- are taken from the database (the rejection counters, of requests that
+-- left no row, are kept as Redis has them).
 
 local meta, waiting, active, enqueued = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local t = redis.call('TIME')
@@ -42,8 +45,14 @@ redis.call('HSET', meta,
   'total_enqueued', tonumber(ARGV[4]), 'total_terminal', tonumber(ARGV[5]),
   'total_completed', tonumber(ARGV[6]), 'updated_ms', now_ms)
 
-local w = tonumber(ARGV[8])
+local statuses = tonumber(ARGV[8])
 local i = 9
+for _ = 1, statuses do
+  redis.call('HSET', meta, 'terminal:' .. ARGV[i], tonumber(ARGV[i + 1]))
+  i = i + 2
+end
+local w = tonumber(ARGV[i])
+i = i + 1
 local added_waiting, added_active = 0, 0
 for _ = 1, w do
   if not redis.call('ZSCORE', active, ARGV[i]) then
