@@ -25,6 +25,9 @@ INSTALLED_APPS = [
     "rest_framework.authtoken",
     "django_filters",
     "drf_spectacular",
+    # Swagger UI's files served from the package, pinned, so /api/docs/
+    # works without internet (drf-spectacular's default loads them from a CDN).
+    "drf_spectacular_sidecar",
     "django_prometheus",
     "executions",
     "queues",
@@ -181,6 +184,9 @@ SPECTACULAR_SETTINGS = {
     "SCHEMA_PATH_PREFIX": r"/api/v[0-9]+",
     # Read-only fields (ids, refs, timestamps) stay out of the request bodies.
     "COMPONENT_SPLIT_REQUEST": True,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 LOGGING = {
