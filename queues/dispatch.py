@@ -30,7 +30,7 @@ from executions.models import (
 )
 from queues import metrics
 from queues.action_cache import action_cache
-from queues.gate import KEEP_LIMIT, Admission, BatchAdmission, Grant, get_gate, new_config_token
+from queues.gate import KEEP_LIMIT, Admission, BatchAdmission, Grant, Release, get_gate, new_config_token
 from queues.keys import QueueRef
 from queues.policy import lease_ms, resolve_limit
 
@@ -262,6 +262,19 @@ def _dispatch(
             )
 
 
+def _hand_on(queue: QueueRef, result: Release, released_at: float, *, action: Action | None = None) -> None:
+    """Send the grants a release made. ``released_at`` is when it ran: the
+    hand-off time of its grants if it freed a slot (else they took slots
+    that were free already)."""
+    _dispatch(
+        queue,
+        result.grants,
+        action=action,
+        released_at=released_at if result.released else None,
+        config=result.config,
+    )
+
+
 def release(execution: Execution) -> bool:
     """Free a terminal execution's slot and start the next in line.
 
@@ -287,12 +300,7 @@ def release(execution: Execution) -> bool:
         return False
     if result.released:
         metrics.terminal(execution)
-    _dispatch(
-        queue,
-        result.grants,
-        released_at=released_at if result.released else None,
-        config=result.config,
-    )
+    _hand_on(queue, result, released_at)
     return result.released
 
 
@@ -317,13 +325,7 @@ def requeue(execution: Execution) -> bool:
     result = get_gate().release(
         queue, str(execution.pk), limit=resolve_limit(action), lease_ms=lease_ms(), requeue_score=score
     )
-    _dispatch(
-        queue,
-        result.grants,
-        action=action,
-        released_at=released_at if result.released else None,
-        config=result.config,
-    )
+    _hand_on(queue, result, released_at, action=action)
     return result.released
 
 
@@ -348,13 +350,7 @@ def forget(queue: QueueRef, execution_id: str) -> None:
     result = gate.release(
         queue, execution_id, limit=resolve_limit(action), lease_ms=lease_ms(), terminal_status=S.CANCELLED
     )
-    _dispatch(
-        queue,
-        result.grants,
-        action=action,
-        released_at=released_at if result.released else None,
-        config=result.config,
-    )
+    _hand_on(queue, result, released_at, action=action)
 
 
 def refill(action: Action) -> int:
