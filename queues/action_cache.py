@@ -16,26 +16,39 @@ token it is handed differs:
   definition in force when its slot was granted, and a slot is handed on
   with the one in force when it was freed;
 - without a token (a message from before tokens, or a queue just rebuilt)
-  the definition is read from the database and not kept.
+  the definition is read from the database and not kept;
+- an entry is kept at most MAX_AGE_SECONDS: a process that died between
+  saving an action and refilling its queue leaves the old token in place,
+  and this bounds how long anyone runs the old definition after that.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 
 from executions.models import Action
 
+MAX_AGE_SECONDS = 60.0
+
 
 class ActionCache:
-    def __init__(self) -> None:
-        self._entries: dict[int, tuple[str, Action]] = {}
+    def __init__(self, max_age_seconds: float = MAX_AGE_SECONDS) -> None:
+        self.max_age_seconds = max_age_seconds
+        # action id -> (config token, the action, when it was read: monotonic seconds)
+        self._entries: dict[int, tuple[str, Action, float]] = {}
         self._lock = threading.Lock()
 
     def get(self, action_id: int, config: str | None) -> Action:
         """The action with its pack, as of ``config`` or newer. The object
         is shared by every caller: read it, never change it."""
         entry = self._entries.get(action_id)
-        if entry is not None and config and entry[0] == config:
+        if (
+            entry is not None
+            and config
+            and entry[0] == config
+            and time.monotonic() - entry[2] < self.max_age_seconds
+        ):
             return entry[1]
         action = Action.objects.select_related("pack").get(pk=action_id)
         if config:
@@ -46,7 +59,7 @@ class ActionCache:
         """Keep ``action`` (read after ``config`` was stored) under ``config``."""
         if config:
             with self._lock:
-                self._entries[action.pk] = (config, action)
+                self._entries[action.pk] = (config, action, time.monotonic())
 
     def clear(self) -> None:
         with self._lock:

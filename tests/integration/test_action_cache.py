@@ -3,6 +3,7 @@ and reads one again as soon as the action (or its pack) is saved."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -40,6 +41,17 @@ def test_a_cached_definition_is_read_once_per_token(make_action: Any) -> None:
         cache.get(action.pk, None)
         cache.get(action.pk, None)
     assert len(queries) == 2
+
+
+def test_an_entry_is_read_again_once_it_is_older_than_its_bound(make_action: Any) -> None:
+    action = make_action("aged")
+    cache = ActionCache(max_age_seconds=0.05)
+    first = cache.get(action.pk, "t1")
+    assert cache.get(action.pk, "t1") is first
+    time.sleep(0.06)
+    with CaptureQueriesContext(connection) as queries:
+        assert cache.get(action.pk, "t1") is not first
+    assert len(queries) == 1
 
 
 def test_saving_an_action_or_its_pack_gives_its_queue_a_new_token(make_action: Any, redis_db: Any) -> None:
