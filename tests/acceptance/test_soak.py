@@ -61,9 +61,12 @@ class Soak:
         self.request(action, seconds=seconds, code=1 if 0.08 <= roll < 0.23 else 0)
 
     def burst(self, action: Action) -> None:
-        # More than a limit of 1 can serve in its 3 s queue timeout.
-        for _ in range(self.rng.randint(2, 5)):
-            self.request(action, seconds=self.rng.uniform(0.3, 0.8))
+        # More than a limit of 1 can serve in its 3 s queue timeout, whatever
+        # the draw: six or more runs of at least 0.5 s leave the last of them
+        # waiting past it, so queue timeouts happen in every soak rather than
+        # only when the hand-offs happen to be slow.
+        for _ in range(self.rng.randint(6, 9)):
+            self.request(action, seconds=self.rng.uniform(0.5, 0.8))
 
     def cancel_one(self, *, spare: set[str]) -> None:
         live = set(
