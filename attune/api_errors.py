@@ -16,11 +16,12 @@ from django.views import defaults
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from rest_framework import serializers, status
-from rest_framework.exceptions import ParseError
+from rest_framework.exceptions import AuthenticationFailed, NotAuthenticated, ParseError, Throttled
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 from rest_framework.views import set_rollback
 
+from attune.throttling import AnonThrottle
 from executions.exceptions import (
     ActionDisabled,
     ActionNotFound,
@@ -29,6 +30,7 @@ from executions.exceptions import (
     ExecutionNotFound,
     IllegalTransition,
     InvalidParameters,
+    PermissionDenied,
     QueueFull,
 )
 from queues.exceptions import QueueStatsNotFound
@@ -44,6 +46,7 @@ DOMAIN_STATUS: list[tuple[type[AttuneError], int]] = [
     (AlreadyTerminal, status.HTTP_409_CONFLICT),
     (IllegalTransition, status.HTTP_409_CONFLICT),
     (InvalidParameters, status.HTTP_400_BAD_REQUEST),
+    (PermissionDenied, status.HTTP_403_FORBIDDEN),
     (QueueFull, status.HTTP_429_TOO_MANY_REQUESTS),
 ]
 
@@ -96,6 +99,13 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     if domain is not None:
         set_rollback()
         return domain
+    if isinstance(exc, NotAuthenticated | AuthenticationFailed):
+        # DRF throttles only after its permission checks pass, which a
+        # request without valid credentials never does: count those here,
+        # per IP, so guessing tokens is throttled too.
+        throttle = AnonThrottle()
+        if "request" in context and not throttle.allow_request(context["request"], context.get("view")):
+            exc = Throttled(wait=throttle.wait())
     if isinstance(exc, RecursionError):
         # Only client input nests deep enough for this: JSON of absurd depth.
         exc = ParseError("JSON parse error - the document is nested too deeply")

@@ -5,6 +5,7 @@ variable, rather than surfacing later as a confusing runtime error.
 """
 
 import os
+import re
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -52,6 +53,22 @@ def env_float(name: str, default: float, *, minimum: float | None = None) -> flo
     if minimum is not None and value < minimum:
         raise ImproperlyConfigured(f"{name} must be >= {minimum}, got {value}")
     return value
+
+
+_RATE = re.compile(r"^\s*(\d+)\s*/\s*(s|sec|second|m|min|minute|h|hour|d|day)\s*$")
+
+
+def env_rate(name: str, default: str) -> str:
+    """A request rate in DRF's form: ``<count>/<second|minute|hour|day>``."""
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    match = _RATE.match(raw)
+    if match is None or int(match.group(1)) < 1:
+        raise ImproperlyConfigured(
+            f"{name} must be a rate such as 100/minute (per second, minute, hour or day), got {raw!r}"
+        )
+    return f"{match.group(1)}/{match.group(2)}"
 
 
 def env_list(name: str, default: list[str]) -> list[str]:

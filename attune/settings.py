@@ -5,7 +5,7 @@ from pathlib import Path
 
 import dj_database_url
 
-from attune.env import env_bool, env_float, env_int, env_list, env_str
+from attune.env import env_bool, env_float, env_int, env_list, env_rate, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(env_str("ATTUNE_DATA_DIR", str(BASE_DIR / "var")))
@@ -44,6 +44,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # After authentication: the audit trail records the request's user.
+    "attune.middleware.AuditRequestMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_prometheus.middleware.PrometheusAfterMiddleware",
@@ -100,6 +102,16 @@ LOGIN_URL = "/admin/login/"
 # --- Redis and Celery ------------------------------------------------------
 
 REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
+
+# The API's throttling counts requests here: in Redis, so every web process
+# counts against the same budget (queues/keys.py lists the keys).
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": REDIS_URL,
+        "KEY_PREFIX": f"{env_str('ATTUNE_REDIS_PREFIX', 'attune')}:cache",
+    }
+}
 
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", REDIS_URL)
 CELERY_RESULT_BACKEND = env_str("CELERY_RESULT_BACKEND", "") or None
@@ -173,6 +185,19 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
     "PAGE_SIZE": 50,
     "EXCEPTION_HANDLER": "attune.api_errors.exception_handler",
+    # Per user, and per IP for requests without valid credentials (each
+    # 401 is counted, attune/api_errors.py, so guessing tokens is slowed).
+    "DEFAULT_THROTTLE_CLASSES": [
+        "attune.throttling.AnonThrottle",
+        "attune.throttling.UserThrottle",
+    ],
+    "DEFAULT_THROTTLE_RATES": {
+        "anon": env_rate("ATTUNE_API_THROTTLE_ANON", "60/minute"),
+        "user": env_rate("ATTUNE_API_THROTTLE_USER", "6000/minute"),
+    },
+    # Behind a proxy (the docker stack's), the client is the last address
+    # it appends to X-Forwarded-For.
+    "NUM_PROXIES": env_int("ATTUNE_API_NUM_PROXIES", None, minimum=0),
 }
 
 SPECTACULAR_SETTINGS = {

@@ -7,7 +7,7 @@ from django.db.models import Count, QuerySet
 from django.http import HttpRequest
 
 from attune.admin_mixins import ReadOnlyAdminMixin
-from executions.models import Action, Execution, Pack
+from executions.models import Action, AuditEntry, Execution, Grant, Pack
 from queues.policy import resolve_limit
 from queues.services import cancel_executions
 
@@ -94,9 +94,12 @@ class ExecutionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "started_at",
         "completed_at",
         "worker",
+        "requested_by",
+        "cancelled_by",
         "queue_seq",
         "grant_seq",
     ]
+    list_select_related = ["requested_by", "cancelled_by"]
     list_filter = ["status", ("action", admin.RelatedOnlyFieldListFilter)]
     search_fields = ["id"]
     ordering = ["-created"]
@@ -113,7 +116,7 @@ class ExecutionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
     @admin.action(description="Cancel selected executions", permissions=["cancel"])
     def cancel_selected(self, request: HttpRequest, queryset: QuerySet[Execution]) -> None:
-        outcomes = cancel_executions(list(queryset.values_list("pk", flat=True)))
+        outcomes = cancel_executions(list(queryset.values_list("pk", flat=True)), by=request.user)
         for outcome in outcomes[:MAX_CANCEL_MESSAGES]:
             self.message_user(request, outcome.message, messages.SUCCESS if outcome.ok else messages.WARNING)
         rest = outcomes[MAX_CANCEL_MESSAGES:]
@@ -124,3 +127,31 @@ class ExecutionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
                 f"And {len(rest)} more: {done} cancelled or being cancelled, {len(rest) - done} refused.",
                 messages.INFO,
             )
+
+
+@admin.register(Grant)
+class GrantAdmin(admin.ModelAdmin):
+    """Who may read, request or cancel the executions of an action or pack.
+    A grant is given or taken back, never edited, so the audit trail shows
+    each as one entry."""
+
+    list_display = ["permission", "pack", "action", "user", "group", "created"]
+    list_filter = ["permission", "pack"]
+    list_select_related = ["pack", "action", "user", "group"]
+    search_fields = ["action__ref", "pack__ref", "user__username", "group__name"]
+    autocomplete_fields = ["action", "pack", "user", "group"]
+
+    def has_change_permission(self, request: HttpRequest, obj: Grant | None = None) -> bool:
+        return obj is None and super().has_change_permission(request, obj)
+
+
+@admin.register(AuditEntry)
+class AuditEntryAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = ["at", "actor_name", "source", "kind", "target", "before", "after"]
+    list_filter = ["kind", "source"]
+    search_fields = ["target", "actor_name"]
+    date_hierarchy = "at"
+    show_full_result_count = False
+
+    def get_readonly_fields(self, request: HttpRequest, obj: AuditEntry | None = None) -> list[str]:
+        return [field.name for field in AuditEntry._meta.fields]

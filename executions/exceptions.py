@@ -48,3 +48,7 @@ class ExecutionNotFound(AttuneError):
 
 class AlreadyTerminal(AttuneError):
     """The execution has already ended."""
+
+
+class PermissionDenied(AttuneError):
+    """You may not do that."""

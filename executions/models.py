@@ -6,6 +6,7 @@ import uuid
 from collections.abc import Iterable
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MinValueValidator, RegexValidator
 from django.db import models
@@ -338,6 +339,24 @@ class Execution(models.Model):
     # Order in which the gate granted slots; equals queue_seq order under FIFO.
     grant_seq = models.BigIntegerField(null=True, blank=True)
     queue_group = models.CharField(max_length=200, default="default")
+    # Who asked for it and who stopped it; empty when a management command
+    # or the system did (a queue timeout, a purge has its own audit entry).
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        db_index=False,
+    )
+    cancelled_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        db_index=False,
+    )
 
     objects = ExecutionQuerySet.as_manager()
 
@@ -356,3 +375,97 @@ class Execution(models.Model):
     @property
     def is_terminal(self) -> bool:
         return self.status in TERMINAL_STATUSES
+
+
+class GrantPermission(models.TextChoices):
+    # Each of execute and cancel includes read: a user may see what they may act on.
+    READ = "read", "read executions"
+    EXECUTE = "execute", "request executions"
+    CANCEL = "cancel", "cancel anyone's executions"
+
+
+class Grant(models.Model):
+    """Lets a user or a group read, request or cancel the executions of one
+    action, or of every action of a pack (present and future)."""
+
+    permission = models.CharField(max_length=10, choices=GrantPermission.choices)
+    pack = models.ForeignKey(Pack, on_delete=models.CASCADE, null=True, blank=True, related_name="grants")
+    action = models.ForeignKey(Action, on_delete=models.CASCADE, null=True, blank=True, related_name="grants")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="attune_grants",
+    )
+    group = models.ForeignKey(
+        "auth.Group", on_delete=models.CASCADE, null=True, blank=True, related_name="attune_grants"
+    )
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["pk"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(pack__isnull=False, action__isnull=True)
+                | models.Q(pack__isnull=True, action__isnull=False),
+                name="grant_one_pack_or_action",
+                violation_error_message="A grant names either a pack or an action, not both.",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(user__isnull=False, group__isnull=True)
+                | models.Q(user__isnull=True, group__isnull=False),
+                name="grant_one_user_or_group",
+                violation_error_message="A grant is given to either a user or a group, not both.",
+            ),
+            models.UniqueConstraint(
+                fields=["permission", "pack", "action", "user", "group"],
+                name="grant_unique",
+                nulls_distinct=False,
+                violation_error_message="This grant exists already.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        scope = f"action {self.action}" if self.action_id else f"pack {self.pack}.*"
+        holder = f"user {self.user}" if self.user_id else f"group {self.group}"
+        return f"{self.permission} on {scope} to {holder}"
+
+
+class AuditKind(models.TextChoices):
+    PACK_CREATED = "pack.created"
+    PACK_CHANGED = "pack.changed"
+    PACK_DELETED = "pack.deleted"
+    ACTION_CREATED = "action.created"
+    ACTION_CHANGED = "action.changed"
+    ACTION_DELETED = "action.deleted"
+    GRANT_CREATED = "grant.created"
+    GRANT_CHANGED = "grant.changed"
+    GRANT_DELETED = "grant.deleted"
+    EXECUTION_CANCELLED = "execution.cancelled"
+    QUEUE_PURGED = "queue.purged"
+
+
+class AuditEntry(models.Model):
+    """One change to what runs, who may run it, or what waits: who, when,
+    where from, and the fields before and after."""
+
+    at = models.DateTimeField(default=timezone.now, db_index=True)
+    # Kept as a name too: the entry outlives the account.
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    actor_name = models.CharField(max_length=150, blank=True)
+    source = models.CharField(max_length=20, help_text="api, admin, dashboard or command")
+    kind = models.CharField(max_length=30, choices=AuditKind.choices)
+    target = models.CharField(max_length=255, help_text="The ref or id of what changed.")
+    before = models.JSONField(null=True, blank=True)
+    after = models.JSONField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-at", "-pk"]
+        verbose_name_plural = "audit entries"
+        indexes = [models.Index(fields=["kind", "at"], name="audit_kind_at")]
+
+    def __str__(self) -> str:
+        return f"{self.at:%Y-%m-%d %H:%M:%S} {self.actor_name or '-'} {self.kind} {self.target}"

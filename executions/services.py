@@ -16,6 +16,7 @@ from jsonschema import Draft202012Validator
 from referencing import Registry
 from referencing.exceptions import Unresolvable
 
+from executions import access, audit
 from executions.exceptions import (
     ActionDisabled,
     ActionNotFound,
@@ -23,7 +24,7 @@ from executions.exceptions import (
     ExecutionNotFound,
     InvalidParameters,
 )
-from executions.models import TERMINAL_STATUSES, Action, Execution, ExecutionStatus
+from executions.models import TERMINAL_STATUSES, Action, AuditKind, Execution, ExecutionStatus
 from queues import dispatch
 
 logger = logging.getLogger(__name__)
@@ -72,25 +73,32 @@ def validate_parameters(
     return parameters
 
 
-def request_execution(action_ref: str, parameters: Any = None) -> Execution:
+def request_execution(action_ref: str, parameters: Any = None, *, requested_by: Any = None) -> Execution:
     """Record an execution and pass it through its action's gate.
 
     Returns the execution as ``scheduled`` (a slot was free) or ``queued``.
-    Raises ActionNotFound, ActionDisabled, InvalidParameters, or QueueFull
-    (in which case nothing of the request remains).
+    Raises ActionNotFound, PermissionDenied, ActionDisabled,
+    InvalidParameters, or QueueFull (in which case nothing of the request
+    remains).
     """
-    return request_executions(action_ref, [parameters])[0]
+    return request_executions(action_ref, [parameters], requested_by=requested_by)[0]
 
 
-def request_executions(action_ref: str, parameters_list: Sequence[Any]) -> list[Execution]:
+def request_executions(
+    action_ref: str, parameters_list: Sequence[Any], *, requested_by: Any = None
+) -> list[Execution]:
     """Record many executions of one action and pass them through its gate
     in list order: one transaction, one gate step, one statement recording
     the outcome. FIFO order is list order.
 
-    All or nothing: raises ActionNotFound, ActionDisabled, InvalidParameters
-    (naming the item, ``parameters[3].seconds``, when there are several),
-    or QueueFull when the ones that would wait do not fit in the queue; in
-    each case no execution of the batch remains.
+    ``requested_by`` is the user asking, who must be allowed to run the
+    action (executions.access); None is a management command or the
+    system, which may run anything.
+
+    All or nothing: raises ActionNotFound, PermissionDenied, ActionDisabled,
+    InvalidParameters (naming the item, ``parameters[3].seconds``, when
+    there are several), or QueueFull when the ones that would wait do not
+    fit in the queue; in each case no execution of the batch remains.
     """
     if not parameters_list:
         raise InvalidParameters("at least one execution must be requested", field="parameters")
@@ -100,6 +108,8 @@ def request_executions(action_ref: str, parameters_list: Sequence[Any]) -> list[
             field="parameters",
         )
     action = get_action(action_ref)
+    if requested_by is not None:
+        access.require_execute(requested_by, action)
     if not action.enabled:
         raise ActionDisabled(f"Action '{action.ref}' is disabled")
     validator = _validator(action)
@@ -113,7 +123,11 @@ def request_executions(action_ref: str, parameters_list: Sequence[Any]) -> list[
             field = (exc.field or "parameters").replace("parameters", f"parameters[{index}]", 1)
             message = exc.message.replace(exc.field, field, 1) if exc.field else f"{field}: {exc.message}"
             raise InvalidParameters(message, field=field) from None
-    executions = [Execution(action=action, action_ref=action.ref, parameters=params) for params in checked]
+    requester = requested_by if requested_by is not None and requested_by.is_authenticated else None
+    executions = [
+        Execution(action=action, action_ref=action.ref, parameters=params, requested_by=requester)
+        for params in checked
+    ]
     with transaction.atomic():
         Execution.objects.bulk_create(executions)
         # The gate must never see an execution the database might still roll back.
@@ -121,24 +135,53 @@ def request_executions(action_ref: str, parameters_list: Sequence[Any]) -> list[
     return executions
 
 
-def get_execution(execution_id: Any) -> Execution:
+def get_execution(execution_id: Any, *, user: Any = None) -> Execution:
+    """The execution, if ``user`` (when given) may read it; else
+    ExecutionNotFound, the same as for an id that names nothing, so ids of
+    others' executions tell nothing."""
     try:
-        return Execution.objects.select_related("action__pack").get(pk=execution_id)
+        execution = Execution.objects.select_related("action__pack", "requested_by", "cancelled_by").get(
+            pk=execution_id
+        )
     except (Execution.DoesNotExist, ValueError, TypeError, ValidationError):
         # A malformed id cannot name an execution either.
         raise ExecutionNotFound(f"Execution '{execution_id}' not found") from None
+    if user is not None and not access.may_read(user, execution):
+        raise ExecutionNotFound(f"Execution '{execution_id}' not found")
+    return execution
 
 
-def cancel_execution(execution_id: Any) -> Execution:
+def list_executions(user: Any) -> Any:
+    """The executions ``user`` may read, newest first."""
+    queryset = Execution.objects.select_related("requested_by", "cancelled_by").order_by("-created")
+    return access.readable_executions(user, queryset)
+
+
+def _cancelled(execution: Execution, before: str, by: Any) -> None:
+    audit.record(
+        AuditKind.EXECUTION_CANCELLED,
+        str(execution.pk),
+        before={"status": before},
+        after={"status": execution.status, "action": execution.action_ref},
+        actor=by,
+    )
+
+
+def cancel_execution(execution_id: Any, *, by: Any = None) -> Execution:
     """Cancel an execution wherever it is.
 
     Waiting: it leaves the queue and ends ``cancelled`` at once, its
     neighbours keeping their order. Scheduled or running: it goes to
     ``canceling`` and its worker is told to stop it; the completion listener
     ends it ``cancelled`` and frees its slot once. Raises AlreadyTerminal if
-    it has already ended, ExecutionNotFound if there is no such execution.
+    it has already ended, ExecutionNotFound if there is no such execution
+    (or ``by`` may not see it), PermissionDenied if ``by`` may see it but
+    not cancel it. ``by`` None is a command or the system.
     """
-    execution = get_execution(execution_id)
+    execution = get_execution(execution_id, user=by)
+    if by is not None:
+        access.require_cancel(by, execution)
+    canceller_id = by.pk if by is not None and by.is_authenticated else None
     for _ in range(3):
         if execution.status in TERMINAL_STATUSES:
             raise AlreadyTerminal(
@@ -146,23 +189,38 @@ def cancel_execution(execution_id: Any) -> Execution:
             )
         if execution.status == S.CANCELING:
             return execution
-        if execution.status in (S.REQUESTED, S.QUEUED):
-            if Execution.objects.transition(
-                execution.pk,
-                S.CANCELLED,
-                expected=[S.REQUESTED, S.QUEUED],
-                completed_at=timezone.now(),
-                error="Cancelled while waiting in the queue.",
-            ):
-                execution.refresh_from_db()
+        before = execution.status
+        if before in (S.REQUESTED, S.QUEUED):
+            with transaction.atomic():
+                cancelled = Execution.objects.transition(
+                    execution.pk,
+                    S.CANCELLED,
+                    expected=[S.REQUESTED, S.QUEUED],
+                    completed_at=timezone.now(),
+                    error="Cancelled while waiting in the queue.",
+                    cancelled_by_id=canceller_id,
+                )
+                if cancelled:
+                    execution.refresh_from_db()
+                    _cancelled(execution, before, by)
+            if cancelled:
                 if execution.queue_seq is not None:
                     dispatch.withdraw(execution)
                 return execution
-        elif Execution.objects.transition(execution.pk, S.CANCELING, expected=[S.SCHEDULED, S.RUNNING]):
-            if execution.celery_task_id:
-                current_app.control.revoke(execution.celery_task_id, terminate=True, signal=signal.SIGTERM)
-            execution.refresh_from_db()
-            return execution
+        else:
+            with transaction.atomic():
+                canceling = Execution.objects.transition(
+                    execution.pk, S.CANCELING, expected=[S.SCHEDULED, S.RUNNING], cancelled_by_id=canceller_id
+                )
+                if canceling:
+                    execution.refresh_from_db()
+                    _cancelled(execution, before, by)
+            if canceling:
+                if execution.celery_task_id:
+                    current_app.control.revoke(
+                        execution.celery_task_id, terminate=True, signal=signal.SIGTERM
+                    )
+                return execution
         # It moved on between our read and our update: look again.
         execution.refresh_from_db()
     raise AlreadyTerminal(f"Execution '{execution.pk}' changed status while being cancelled; try again")

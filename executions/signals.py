@@ -1,15 +1,60 @@
 """A concurrency limit changed at runtime applies at once: raising it
-admits the waiting heads immediately, in order."""
+admits the waiting heads immediately, in order. And every change to a
+pack, an action or a grant lands in the audit trail."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from django.db import transaction
-from django.db.models.signals import post_save
+from django.db.models import Model
+from django.db.models.signals import post_delete, post_save, pre_save
 from django.dispatch import receiver
 
-from executions.models import Action, Pack
+from executions import audit
+from executions.models import Action, AuditKind, Grant, Pack
+
+AUDITED: dict[type[Model], tuple[str, str, str]] = {
+    Pack: (AuditKind.PACK_CREATED, AuditKind.PACK_CHANGED, AuditKind.PACK_DELETED),
+    Action: (AuditKind.ACTION_CREATED, AuditKind.ACTION_CHANGED, AuditKind.ACTION_DELETED),
+    Grant: (AuditKind.GRANT_CREATED, AuditKind.GRANT_CHANGED, AuditKind.GRANT_DELETED),
+}
+
+
+def _target(instance: Model) -> str:
+    return str(instance.ref) if isinstance(instance, Pack | Action) else f"{instance} (#{instance.pk})"
+
+
+def remember_before_change(sender: type[Model], instance: Model, **kwargs: Any) -> None:
+    if instance.pk is not None and not kwargs.get("raw"):
+        stored = sender._default_manager.filter(pk=instance.pk).first()
+        instance._audit_before = None if stored is None else audit.snapshot(stored)  # type: ignore[attr-defined]
+
+
+def audit_save(sender: type[Model], instance: Model, created: bool, **kwargs: Any) -> None:
+    if kwargs.get("raw"):
+        return
+    created_kind, changed_kind, _ = AUDITED[sender]
+    after = audit.snapshot(instance)
+    before = getattr(instance, "_audit_before", None)
+    if created or before is None:
+        audit.record(created_kind, _target(instance), after=after)
+        return
+    before, after = audit.changed_fields(before, after)
+    if after:
+        audit.record(changed_kind, _target(instance), before=before, after=after)
+
+
+def audit_delete(sender: type[Model], instance: Model, **kwargs: Any) -> None:
+    audit.record(AUDITED[sender][2], _target(instance), before=audit.snapshot(instance))
+
+
+for _model in AUDITED:
+    pre_save.connect(
+        remember_before_change, sender=_model, dispatch_uid=f"attune.audit_before.{_model.__name__}"
+    )
+    post_save.connect(audit_save, sender=_model, dispatch_uid=f"attune.audit_save.{_model.__name__}")
+    post_delete.connect(audit_delete, sender=_model, dispatch_uid=f"attune.audit_delete.{_model.__name__}")
 
 
 @receiver(post_save, sender=Action, dispatch_uid="attune.refill_action")

@@ -105,7 +105,7 @@ class PurgeQueueView(APIView):
         },
     )
     def post(self, request: Request, ref: str) -> Response:
-        report = services.purge_queue(ref)
+        report = services.purge_queue(ref, by=request.user)
         data: dict[str, Any] = {
             "action_ref": report.action_ref,
             "cancelled": report.cancelled,

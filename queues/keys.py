@@ -15,7 +15,9 @@ key                                type   contents
                                            total_enqueued, total_terminal,
                                            total_completed, updated_ms (Redis clock),
                                            config (token of the action's definition,
-                                           new at every save; queues/action_cache.py)
+                                           new at every save; queues/action_cache.py),
+                                           terminal:<status> and rejected:<reason>
+                                           (exact counters served on /metrics)
 ``<p>:{a<id>}:<group>:waiting``     ZSET   execution id -> order score; lowest
                                            first. Today the score is the queue
                                            seq; priorities will prepend a band.
@@ -27,6 +29,10 @@ key                                type   contents
 ``<p>:lock:<name>``                 STR    a redis-py Lock: ``reaper``,
                                            ``reconcile:<action id>``,
                                            ``stats-flush``
+``<p>:cache:1:throttle_*``          LIST   Django's cache (settings.CACHES): the API
+                                           throttles' request times per user
+                                           (``throttle_user_<id>``) and per
+                                           anonymous IP (``throttle_anon_<ip>``)
 =================================  =====  ===========================================
 
 ``<p>`` is ``settings.ATTUNE_REDIS_PREFIX`` (default ``attune``). The Celery

@@ -12,8 +12,9 @@ from typing import Any
 from django.db.models import F, Min
 from django.utils import timezone
 
+from executions import audit
 from executions.exceptions import AttuneError
-from executions.models import TERMINAL_STATUSES, WAITING_STATUSES, Execution, ExecutionStatus
+from executions.models import TERMINAL_STATUSES, WAITING_STATUSES, AuditKind, Execution, ExecutionStatus
 from executions.services import cancel_execution, get_action
 from queues import dispatch
 from queues.exceptions import QueueStatsNotFound
@@ -113,13 +114,14 @@ class PurgeReport:
         )
 
 
-def purge_queue(action_ref: str) -> PurgeReport:
+def purge_queue(action_ref: str, *, by: Any = None) -> PurgeReport:
     """Cancel every execution waiting in the action's queue, head first.
 
     Only waiting executions are touched: one granted a slot meanwhile is
     left to run. Each is a conditional update, so a purge racing a cancel,
-    a grant or a timeout ends every execution exactly once. Raises
-    ActionNotFound.
+    a grant or a timeout ends every execution exactly once. ``by`` is the
+    user purging (recorded on each execution and in the audit trail), None
+    for a command. Raises ActionNotFound.
     """
     action = get_action(action_ref)
     report = PurgeReport(action.ref)
@@ -135,6 +137,7 @@ def purge_queue(action_ref: str) -> PurgeReport:
             expected=[S.REQUESTED, S.QUEUED],
             completed_at=timezone.now(),
             error=f"Cancelled: the queue of action '{action.ref}' was purged.",
+            cancelled_by_id=by.pk if by is not None and by.is_authenticated else None,
         )
         if not cancelled:
             report.skipped.append(str(execution_id))
@@ -147,6 +150,12 @@ def purge_queue(action_ref: str) -> PurgeReport:
         report.cancelled.append(str(execution_id))
     if report.cancelled:
         logger.warning("purged queue %s", report)
+    audit.record(
+        AuditKind.QUEUE_PURGED,
+        action.ref,
+        after={"cancelled": len(report.cancelled), "skipped": len(report.skipped)},
+        actor=by,
+    )
     return report
 
 
@@ -158,13 +167,13 @@ class CancelOutcome:
     message: str
 
 
-def cancel_executions(execution_ids: list[Any]) -> list[CancelOutcome]:
+def cancel_executions(execution_ids: list[Any], *, by: Any = None) -> list[CancelOutcome]:
     """Cancel each execution, reporting per execution rather than stopping
     at the first that cannot be cancelled."""
     outcomes = []
     for execution_id in execution_ids:
         try:
-            execution = cancel_execution(execution_id)
+            execution = cancel_execution(execution_id, by=by)
         except AttuneError as exc:
             outcomes.append(CancelOutcome(str(execution_id), False, None, str(exc)))
             continue

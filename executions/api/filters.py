@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import django_filters
 
-from executions.models import Action, Execution, ExecutionStatus
+from executions.models import Action, AuditEntry, AuditKind, Execution, ExecutionStatus
 
 
 class ActionFilter(django_filters.FilterSet):
@@ -32,3 +32,20 @@ class ExecutionFilter(django_filters.FilterSet):
     class Meta:
         model = Execution
         fields = ["action", "status", "created_after", "created_before"]
+
+
+class AuditFilter(django_filters.FilterSet):
+    kind = django_filters.MultipleChoiceFilter(
+        choices=AuditKind.choices, help_text="One kind of change; repeat the parameter for several."
+    )
+    actor = django_filters.CharFilter(
+        field_name="actor_name", help_text="Only this user's changes (username)."
+    )
+    target = django_filters.CharFilter(help_text="Only changes of this ref or id.")
+    since = django_filters.IsoDateTimeFilter(
+        field_name="at", lookup_expr="gte", help_text="At or after (ISO 8601)."
+    )
+
+    class Meta:
+        model = AuditEntry
+        fields = ["kind", "actor", "target", "since"]

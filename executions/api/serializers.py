@@ -12,7 +12,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from executions import catalog
-from executions.models import Action, Execution, Pack
+from executions.models import Action, AuditEntry, Execution, Pack
 from queues.policy import resolve_limit
 from queues.services import WaitingInfo, waiting_info
 
@@ -93,6 +93,16 @@ class ExecutionRequestSerializer(serializers.Serializer):
 
 class ExecutionSerializer(serializers.ModelSerializer):
     action = serializers.CharField(source="action_ref", read_only=True)
+    requested_by = serializers.SlugRelatedField(
+        slug_field="username",
+        read_only=True,
+        help_text="Who requested it; null when a management command or the system did.",
+    )
+    cancelled_by = serializers.SlugRelatedField(
+        slug_field="username",
+        read_only=True,
+        help_text="Who cancelled it; null when not cancelled by a user.",
+    )
 
     class Meta:
         model = Execution
@@ -112,6 +122,8 @@ class ExecutionSerializer(serializers.ModelSerializer):
             "worker",
             "queue_seq",
             "grant_seq",
+            "requested_by",
+            "cancelled_by",
         ]
         read_only_fields = fields
 
@@ -144,3 +156,17 @@ class ExecutionDetailSerializer(ExecutionSerializer):
     @extend_schema_field(serializers.FloatField(allow_null=True))
     def get_estimated_wait_seconds(self, execution: Execution) -> float | None:
         return self._waiting(execution).estimated_wait_seconds
+
+
+class AuditEntrySerializer(serializers.ModelSerializer):
+    actor = serializers.CharField(
+        source="actor_name", read_only=True, help_text="Username; empty for a management command."
+    )
+    source = serializers.CharField(read_only=True, help_text="api, admin, dashboard or command.")
+    before = serializers.JSONField(read_only=True, help_text="The fields that changed, as they were.")
+    after = serializers.JSONField(read_only=True, help_text="The same fields, as they became.")
+
+    class Meta:
+        model = AuditEntry
+        fields = ["id", "at", "actor", "source", "kind", "target", "before", "after"]
+        read_only_fields = fields

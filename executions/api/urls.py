@@ -5,13 +5,14 @@ from __future__ import annotations
 from django.urls import path
 from rest_framework.routers import SimpleRouter
 
-from executions.api.views import ActionViewSet, ExecutionViewSet, PackViewSet
+from executions.api.views import ActionViewSet, AuditViewSet, ExecutionViewSet, PackViewSet
 from queues.api import ActionQueueStatsView, PurgeQueueView, QueueStatsListView
 
 router = SimpleRouter(trailing_slash=False)
 router.register("packs", PackViewSet, basename="pack")
 router.register("actions", ActionViewSet, basename="action")
 router.register("executions", ExecutionViewSet, basename="execution")
+router.register("audit", AuditViewSet, basename="audit")
 
 urlpatterns = [
     path("actions/<str:ref>/queue-stats", ActionQueueStatsView.as_view(), name="action-queue-stats"),

@@ -21,17 +21,18 @@ from rest_framework.response import Response
 from rest_framework.viewsets import GenericViewSet
 
 from executions import services
-from executions.api.filters import ActionFilter, ExecutionFilter
-from executions.api.permissions import IsStaffOrReadOnly
+from executions.api.filters import ActionFilter, AuditFilter, ExecutionFilter
+from executions.api.permissions import IsStaff, IsStaffOrReadOnly
 from executions.api.serializers import (
     ActionSerializer,
+    AuditEntrySerializer,
     ErrorSerializer,
     ExecutionDetailSerializer,
     ExecutionRequestSerializer,
     ExecutionSerializer,
     PackSerializer,
 )
-from executions.models import Action, Execution, Pack
+from executions.models import Action, AuditEntry, Execution, Pack
 
 
 class ApiPagination(LimitOffsetPagination):
@@ -44,10 +45,10 @@ def errors(*codes: int) -> dict[int, OpenApiResponse]:
     descriptions = {
         400: "Invalid input; the message names the field.",
         401: "No or invalid credentials.",
-        403: "Authenticated, but not allowed (staff only).",
+        403: "Authenticated, but not allowed: staff only, or no grant on the action; the message says which.",
         404: "No such object.",
         409: "The current state forbids it.",
-        429: "The action's queue is full; see Retry-After.",
+        429: "Too many requests from this client, or the action's queue is full; see Retry-After.",
         503: "A backing store is unavailable; see Retry-After.",
     }
     return {code: OpenApiResponse(ErrorSerializer, description=descriptions[code]) for code in codes}
@@ -133,17 +134,22 @@ class ActionViewSet(
 @extend_schema_view(
     list=extend_schema(
         summary="List executions",
-        description="Newest first; filter by action, status and creation time.",
+        description="Newest first; filter by action, status and creation time. Staff see every "
+        "execution; other users those of the actions a grant lets them read, and their own.",
         responses={200: ExecutionSerializer(many=True), **errors(400, 401)},
     ),
 )
 class ExecutionViewSet(mixins.ListModelMixin, GenericViewSet):
-    queryset = Execution.objects.order_by("-created")
+    queryset = Execution.objects.none()
     serializer_class = ExecutionSerializer
     permission_classes = [IsAuthenticated]
     pagination_class = ApiPagination
     filterset_class = ExecutionFilter
     lookup_field = "id"
+
+    def get_queryset(self) -> Any:
+        # Parameters and results can hold secrets: only what the user may read.
+        return services.list_executions(self.request.user)
 
     @extend_schema(
         summary="Request an execution, or a batch of them",
@@ -167,7 +173,7 @@ class ExecutionViewSet(mixins.ListModelMixin, GenericViewSet):
                 resource_type_field_name=None,
                 many=False,
             ),
-            **errors(400, 401, 404, 409, 429, 503),
+            **errors(400, 401, 403, 404, 409, 429, 503),
         },
     )
     def create(self, request: Request) -> Response:
@@ -176,7 +182,9 @@ class ExecutionViewSet(mixins.ListModelMixin, GenericViewSet):
         serializer = ExecutionRequestSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         execution = services.request_execution(
-            serializer.validated_data["action"], serializer.validated_data.get("parameters")
+            serializer.validated_data["action"],
+            serializer.validated_data.get("parameters"),
+            requested_by=request.user,
         )
         return Response(
             ExecutionDetailSerializer(execution).data,
@@ -193,25 +201,43 @@ class ExecutionViewSet(mixins.ListModelMixin, GenericViewSet):
             names = ", ".join(refs)
             raise ValidationError({"action": [f"A batch must request one action; this one names {names}"]})
         executions = services.request_executions(
-            refs[0] if refs else "", [item.get("parameters") for item in items]
+            refs[0] if refs else "", [item.get("parameters") for item in items], requested_by=request.user
         )
         return Response(ExecutionSerializer(executions, many=True).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(
         summary="Get an execution",
-        description="While it waits: its place in line (1 = next) and its expected wait.",
+        description="While it waits: its place in line (1 = next) and its expected wait. "
+        "An execution the user may not read is not found (404), like one that does not exist.",
         responses={200: ExecutionDetailSerializer, **READ_ERRORS},
     )
     def retrieve(self, request: Request, id: Any = None) -> Response:
-        return Response(ExecutionDetailSerializer(services.get_execution(id)).data)
+        return Response(ExecutionDetailSerializer(services.get_execution(id, user=request.user)).data)
 
     @extend_schema(
         summary="Cancel an execution",
         description="A waiting one ends `cancelled` at once; a running one goes to `canceling` "
-        "and its worker stops it.",
+        "and its worker stops it. Allowed to whoever requested it, holders of a `cancel` grant on "
+        "the action or its pack, and staff.",
         request=None,
-        responses={200: ExecutionDetailSerializer, **errors(401, 404, 409)},
+        responses={200: ExecutionDetailSerializer, **errors(401, 403, 404, 409)},
     )
     @route(detail=True, methods=["post"])
     def cancel(self, request: Request, id: Any = None) -> Response:
-        return Response(ExecutionDetailSerializer(services.cancel_execution(id)).data)
+        return Response(ExecutionDetailSerializer(services.cancel_execution(id, by=request.user)).data)
+
+
+@extend_schema_view(
+    list=extend_schema(
+        summary="The audit trail (staff)",
+        description="Changes to packs, actions and grants, cancels and purges: who, when, from "
+        "where, and the fields that changed, before and after. Newest first.",
+        responses={200: AuditEntrySerializer(many=True), **errors(400, 401, 403)},
+    ),
+)
+class AuditViewSet(mixins.ListModelMixin, GenericViewSet):
+    queryset = AuditEntry.objects.order_by("-at", "-pk")
+    serializer_class = AuditEntrySerializer
+    permission_classes = [IsStaff]
+    pagination_class = ApiPagination
+    filterset_class = AuditFilter

@@ -88,6 +88,7 @@ def _execution_row(execution: Execution, now: datetime) -> dict[str, Any]:
         "waited_seconds": _seconds_since(execution.enqueued_at or execution.created, now),
         "started_at": _iso(execution.started_at),
         "worker": execution.worker,
+        "requested_by": execution.requested_by.get_username() if execution.requested_by else None,
         "parameters": execution.parameters,
     }
 
@@ -109,7 +110,7 @@ def queue_detail(action_ref: str, *, limit: int = MAX_LISTED) -> dict[str, Any]:
     pipe.zcard(queue.waiting)
     pipe.zrange(queue.active, 0, -1)
     waiting_ids, waiting_total, active_ids = pipe.execute()
-    rows = Execution.objects.in_bulk([*waiting_ids, *active_ids])
+    rows = Execution.objects.select_related("requested_by").in_bulk([*waiting_ids, *active_ids])
     by_id = {str(pk): execution for pk, execution in rows.items()}
     now = timezone.now()
     waiting = []
@@ -131,8 +132,9 @@ def queue_detail(action_ref: str, *, limit: int = MAX_LISTED) -> dict[str, Any]:
     }
 
 
-def cancel(execution_id: str) -> dict[str, Any]:
-    """Cancel one execution (executions.services.cancel_execution); returns
-    its id and new status. Raises ExecutionNotFound or AlreadyTerminal."""
-    execution = cancel_execution(execution_id)
+def cancel(execution_id: str, by: Any) -> dict[str, Any]:
+    """Cancel one execution (executions.services.cancel_execution) as the
+    staff user ``by``; returns its id and new status. Raises
+    ExecutionNotFound or AlreadyTerminal."""
+    execution = cancel_execution(execution_id, by=by)
     return {"id": str(execution.pk), "status": execution.status, "action": execution.action_ref}

@@ -71,7 +71,7 @@ def queue_detail(request: HttpRequest, action_ref: str) -> JsonResponse:
 @require_POST
 def cancel(request: HttpRequest, execution_id: str) -> JsonResponse:
     try:
-        return JsonResponse(services.cancel(execution_id))
+        return JsonResponse(services.cancel(execution_id, request.user))
     except ExecutionNotFound as exc:
         return _error(404, str(exc), "execution_not_found")
     except AlreadyTerminal as exc:

@@ -2,7 +2,8 @@
 does (an `Authorization: Bearer <token>` header):
 
 - alice is staff: she defines packs and actions and may purge queues;
-- bob is a plain user: he reads everything, requests and cancels executions;
+- bob is a plain user granted `execute` on the `core` and `test` packs: he
+  requests executions of their actions and cancels his own;
 - charlie is anonymous: he gets nothing but 401.
 
 A module may define fixtures of the same names for its own needs; pytest
@@ -36,7 +37,15 @@ def alice(db: None) -> APIClient:
 
 @pytest.fixture
 def bob(db: None) -> APIClient:
-    return _client_for("bob", is_staff=False)
+    from executions.core_pack import load_core_pack
+    from executions.models import Grant, GrantPermission, Pack
+
+    client = _client_for("bob", is_staff=False)
+    load_core_pack()
+    for ref in ("core", "test"):
+        pack, _ = Pack.objects.get_or_create(ref=ref)
+        Grant.objects.create(permission=GrantPermission.EXECUTE, pack=pack, user=client.user)  # type: ignore[attr-defined]
+    return client
 
 
 @pytest.fixture

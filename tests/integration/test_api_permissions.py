@@ -1,8 +1,11 @@
 """Who may call what, for every endpoint of the API.
 
 charlie (anonymous) gets 401 everywhere, with a Bearer challenge. bob (a
-plain user) reads everything, and requests and cancels executions; he gets
-403 for defining packs and actions and for purging. alice (staff) may do it all.
+plain user granted `execute` on the core pack) reads packs and actions,
+requests core's actions and cancels his own; he gets 403 for defining packs
+and actions, for purging and for the audit trail. alice (staff) may do it
+all. Object-level rules (grants, others' executions) are in
+test_object_permissions.py.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from queues.stats import flush_once
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
 READ = {"charlie": 401, "bob": 200, "alice": 200}
+STAFF_READ = {"charlie": 401, "bob": 403, "alice": 200}
 STAFF_WRITE = {"charlie": 401, "bob": 403, "alice": 200}
 STAFF_CREATE = {"charlie": 401, "bob": 403, "alice": 201}
 ANYONE_CREATE = {"charlie": 401, "bob": 201, "alice": 201}
@@ -52,6 +56,7 @@ ENDPOINTS: list[tuple[str, str, dict[str, Any] | None, dict[str, int]]] = [
     ("post", "/api/v1/executions", {"action": "core.noop"}, ANYONE_CREATE),
     ("get", "/api/v1/executions/{execution}", None, READ),
     ("post", "/api/v1/executions/{execution}/cancel", None, ANYONE_WRITE),
+    ("get", "/api/v1/audit", None, STAFF_READ),
     ("get", "/api/schema/", None, READ),
     ("get", "/api/docs/", None, READ),
 ]
@@ -80,9 +85,9 @@ def test_it_lets_each_persona_do_only_what_they_may(
     body: dict[str, Any] | None,
     expected: dict[str, int],
 ) -> None:
-    execution = request_execution("core.noop")
-    flush_once()
     client = personas[persona]
+    execution = request_execution("core.noop", requested_by=getattr(client, "user", None))
+    flush_once()
     url = _fill(path, persona=persona, execution=str(execution.pk))
 
     response = getattr(client, method)(url, _fill(body, persona=persona), format="json")

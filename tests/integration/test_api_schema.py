@@ -26,6 +26,7 @@ PATHS = {
     "/api/v1/executions": {"get", "post"},
     "/api/v1/executions/{id}": {"get"},
     "/api/v1/executions/{id}/cancel": {"post"},
+    "/api/v1/audit": {"get"},
 }
 
 
@@ -55,7 +56,7 @@ def test_it_documents_every_endpoint_and_method(schema: dict[str, Any]) -> None:
 def test_it_documents_the_errors_of_requesting_an_execution(schema: dict[str, Any]) -> None:
     responses = schema["paths"]["/api/v1/executions"]["post"]["responses"]
 
-    assert set(responses) == {"201", "400", "401", "404", "409", "429", "503"}
+    assert set(responses) == {"201", "400", "401", "403", "404", "409", "429", "503"}
     error = responses["429"]["content"]["application/json"]["schema"]["$ref"]
     assert error == "#/components/schemas/Error"
     created = schema["components"]["schemas"]["ExecutionDetail"]["properties"]

@@ -160,20 +160,21 @@
         tr.append(
           cell("td", execution.position, "num"),
           cell("td", null),
+          cell("td", execution.requested_by || "–"),
           cell("td", duration(execution.waited_seconds), "num"),
           paramsCell(execution.parameters),
           cell("td", null)
         );
         tr.children[0].dataset.field = "position";
         tr.children[1].append(cell("code", execution.id));
-        tr.children[4].append(cancelButton(execution));
+        tr.children[5].append(cancelButton(execution));
         return tr;
       })
     );
     if (!data.waiting.length) {
       waiting.append(cell("tr", null));
       waiting.lastChild.append(cell("td", "Nobody waits.", "meta"));
-      waiting.lastChild.firstChild.colSpan = 5;
+      waiting.lastChild.firstChild.colSpan = 6;
     }
     const more = data.waiting_total - data.waiting.length;
     document.getElementById("waiting-more").textContent = more > 0 ? "… and " + more + " more" : "";
@@ -183,7 +184,12 @@
       ...data.active.map((execution) => {
         const tr = document.createElement("tr");
         tr.dataset.execution = execution.id;
-        tr.append(cell("td", execution.status), cell("td", null), cell("td", execution.worker || "–"));
+        tr.append(
+          cell("td", execution.status),
+          cell("td", null),
+          cell("td", execution.requested_by || "–"),
+          cell("td", execution.worker || "–")
+        );
         tr.children[1].append(cell("code", execution.id));
         tr.append(paramsCell(execution.parameters), cell("td", null));
         if (execution.status !== "canceling") tr.lastChild.append(cancelButton(execution));
