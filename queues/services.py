@@ -5,6 +5,7 @@ the management commands call these."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -113,13 +114,14 @@ class PurgeReport:
         )
 
 
-def purge_queue(action_ref: str) -> PurgeReport:
+def purge_queue(action_ref: str, *, progress: Callable[[int, int], None] | None = None) -> PurgeReport:
     """Cancel every execution waiting in the action's queue, head first.
 
     Only waiting executions are touched: one granted a slot meanwhile is
     left to run. Each is a conditional update, so a purge racing a cancel,
     a grant or a timeout ends every execution exactly once. Raises
-    ActionNotFound.
+    ActionNotFound. ``progress(handled, total)`` is called before each
+    execution listed and once all are handled, cancelled or skipped.
     """
     action = get_action(action_ref)
     report = PurgeReport(action.ref)
@@ -128,7 +130,10 @@ def purge_queue(action_ref: str) -> PurgeReport:
         .order_by(F("queue_seq").asc(nulls_last=True), "created")
         .values_list("pk", flat=True)
     )
-    for execution_id in list(waiting):
+    waiting_ids = list(waiting)
+    for handled, execution_id in enumerate(waiting_ids):
+        if progress is not None:
+            progress(handled, len(waiting_ids))
         cancelled = Execution.objects.transition(
             execution_id,
             S.CANCELLED,
@@ -145,6 +150,8 @@ def purge_queue(action_ref: str) -> PurgeReport:
         if execution.queue_seq is not None:
             dispatch.withdraw(execution)
         report.cancelled.append(str(execution_id))
+    if progress is not None:
+        progress(len(waiting_ids), len(waiting_ids))
     if report.cancelled:
         logger.warning("purged queue %s", report)
     return report
