@@ -9,6 +9,7 @@ what the database says has ended, then refills free slots in order.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -178,11 +179,20 @@ def reconcile_action(action: Action, *, admit_requested: bool = True) -> Reconci
     return report
 
 
-def reconcile_all(*, admit_requested: bool = True) -> list[ReconcileReport]:
-    return [
-        reconcile_action(action, admit_requested=admit_requested)
-        for action in Action.objects.select_related("pack").order_by("pk")
-    ]
+def reconcile_all(
+    *, admit_requested: bool = True, progress: Callable[[int, int], None] | None = None
+) -> list[ReconcileReport]:
+    """Reconcile every action, in id order; ``progress(done, total)`` is
+    called before the first and after each one."""
+    actions = list(Action.objects.select_related("pack").order_by("pk"))
+    reports = []
+    if progress is not None:
+        progress(0, len(actions))
+    for action in actions:
+        reports.append(reconcile_action(action, admit_requested=admit_requested))
+        if progress is not None:
+            progress(len(reports), len(actions))
+    return reports
 
 
 def reconcile_missing() -> list[ReconcileReport]:

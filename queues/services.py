@@ -5,6 +5,7 @@ the management commands call these."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -114,14 +115,18 @@ class PurgeReport:
         )
 
 
-def purge_queue(action_ref: str, *, by: Any = None) -> PurgeReport:
+def purge_queue(
+    action_ref: str, *, by: Any = None, progress: Callable[[int, int], None] | None = None
+) -> PurgeReport:
     """Cancel every execution waiting in the action's queue, head first.
 
     Only waiting executions are touched: one granted a slot meanwhile is
     left to run. Each is a conditional update, so a purge racing a cancel,
     a grant or a timeout ends every execution exactly once. ``by`` is the
     user purging (recorded on each execution and in the audit trail), None
-    for a command. Raises ActionNotFound.
+    for a command. ``progress(handled, total)`` is called before each
+    execution listed and once all are handled, cancelled or skipped.
+    Raises ActionNotFound.
     """
     action = get_action(action_ref)
     report = PurgeReport(action.ref)
@@ -130,7 +135,10 @@ def purge_queue(action_ref: str, *, by: Any = None) -> PurgeReport:
         .order_by(F("queue_seq").asc(nulls_last=True), "created")
         .values_list("pk", flat=True)
     )
-    for execution_id in list(waiting):
+    waiting_ids = list(waiting)
+    for handled, execution_id in enumerate(waiting_ids):
+        if progress is not None:
+            progress(handled, len(waiting_ids))
         cancelled = Execution.objects.transition(
             execution_id,
             S.CANCELLED,
@@ -148,6 +156,8 @@ def purge_queue(action_ref: str, *, by: Any = None) -> PurgeReport:
         if execution.queue_seq is not None:
             dispatch.withdraw(execution)
         report.cancelled.append(str(execution_id))
+    if progress is not None:
+        progress(len(waiting_ids), len(waiting_ids))
     if report.cancelled:
         logger.warning("purged queue %s", report)
     audit.record(

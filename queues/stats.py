@@ -22,6 +22,7 @@ import contextlib
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -45,6 +46,10 @@ LOCK_NAME = "stats-flush"
 # over, yet outlive any pass the holder is still making.
 MIN_LOCK_TTL_SECONDS = 3.0
 PASSES_PER_INTERVAL = 2
+# Actions counted per query by rebuild(): each chunk is one aggregate over
+# their executions and one upsert, so a rebuild of many actions shows
+# progress and never sends one IN list of every action.
+REBUILD_CHUNK = 500
 
 
 @dataclass
@@ -173,14 +178,28 @@ def counts_from_database(actions: list[Action]) -> list[QueueStats]:
     return rows
 
 
-def rebuild(actions: list[Action] | None = None) -> list[QueueStats]:
+def rebuild(
+    actions: list[Action] | None = None, *, progress: Callable[[int, int], None] | None = None
+) -> list[QueueStats]:
     """Recompute rows from the executions table and overwrite them; returns
     the rows written. The rows then stand until their queue next changes,
-    when the flusher writes the live counters again."""
+    when the flusher writes the live counters again.
+
+    Works through the actions REBUILD_CHUNK at a time (one count and one
+    upsert each), calling ``progress(actions done, total)`` before the
+    first chunk and after each."""
     if actions is None:
         actions = list(Action.objects.select_related("pack").order_by("pk"))
-    rows = counts_from_database(actions)
-    QueueStats.objects.batch_upsert(rows)
+    rows: list[QueueStats] = []
+    if progress is not None:
+        progress(0, len(actions))
+    for start in range(0, len(actions), REBUILD_CHUNK):
+        chunk = actions[start : start + REBUILD_CHUNK]
+        chunk_rows = counts_from_database(chunk)
+        QueueStats.objects.batch_upsert(chunk_rows)
+        rows.extend(chunk_rows)
+        if progress is not None:
+            progress(start + len(chunk), len(actions))
     return rows
 
 

@@ -3,10 +3,15 @@ import time
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db.models import Count, Q
 
+from attune.progress import Progress, add_progress_argument, command_progress
 from executions import services
 from executions.exceptions import AttuneError
-from executions.models import TERMINAL_STATUSES, Execution
+from executions.models import ACTIVE_STATUSES, TERMINAL_STATUSES, WAITING_STATUSES, Execution
+
+# How often --wait reads the executions' statuses: one query each time.
+WAIT_POLL_SECONDS = 0.2
 
 
 def _parse_param(raw: str) -> tuple[str, Any]:
@@ -33,11 +38,25 @@ class Command(BaseCommand):
             default=1,
             help="how many to request, in batches of up to 1,000 (one transaction and one gate step each)",
         )
-        parser.add_argument("--concurrency", type=int, help="set the action's concurrency limit first")
         parser.add_argument(
-            "--wait", action="store_true", help="wait for all to end and print the start order"
+            "--concurrency",
+            type=int,
+            metavar="N",
+            help=(
+                "first set the action's concurrency limit to N, for good: the limit is saved on the "
+                "action and stays after this command (change it again here, in the API or the admin)"
+            ),
+        )
+        parser.add_argument(
+            "--wait",
+            action="store_true",
+            help=(
+                "wait for all to end and print the start order; meanwhile show how many are done, "
+                "running and waiting (on stderr)"
+            ),
         )
         parser.add_argument("--timeout", type=float, default=300.0, help="seconds to wait with --wait")
+        add_progress_argument(parser)
 
     def handle(self, *args: Any, **options: Any) -> None:
         params = dict(_parse_param(raw) for raw in options["param"])
@@ -48,6 +67,10 @@ class Command(BaseCommand):
                 action = services.get_action(options["action_ref"])
                 action.concurrency_limit = options["concurrency"]
                 action.save()
+                self.stdout.write(
+                    f"concurrency limit of {action.ref} set to {action.concurrency_limit} "
+                    "(kept after this command)"
+                )
             ids = []
             # Batches: one transaction and one gate step each, FIFO in order.
             remaining = options["count"]
@@ -60,14 +83,25 @@ class Command(BaseCommand):
         except AttuneError as exc:
             raise CommandError(str(exc)) from exc
         if options["wait"]:
-            self._wait(ids, options["timeout"])
+            with command_progress(self, options, "executions") as progress:
+                self._wait(ids, options["timeout"], progress)
+            self._print_start_order(ids)
 
-    def _wait(self, ids: list[Any], timeout: float) -> None:
+    def _wait(self, ids: list[Any], timeout: float, progress: Progress) -> None:
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if not Execution.objects.filter(pk__in=ids).exclude(status__in=TERMINAL_STATUSES).exists():
-                break
-            time.sleep(0.2)
+        while True:
+            counts = Execution.objects.filter(pk__in=ids).aggregate(
+                done=Count("pk", filter=Q(status__in=TERMINAL_STATUSES)),
+                running=Count("pk", filter=Q(status__in=ACTIVE_STATUSES)),
+                waiting=Count("pk", filter=Q(status__in=WAITING_STATUSES)),
+            )
+            progress.update(counts["done"], len(ids), running=counts["running"], waiting=counts["waiting"])
+            ended = not counts["running"] and not counts["waiting"]
+            if ended or time.monotonic() >= deadline:
+                return
+            time.sleep(WAIT_POLL_SECONDS)
+
+    def _print_start_order(self, ids: list[Any]) -> None:
         self.stdout.write("start order (by grant):")
         for execution in Execution.objects.filter(pk__in=ids).order_by("grant_seq"):
             started = execution.started_at.strftime("%H:%M:%S.%f")[:-3] if execution.started_at else "-"
