@@ -172,3 +172,34 @@ def test_it_rebuilds_one_actions_row_from_the_executions_table(queue: Any) -> No
 def test_it_names_an_unknown_action_when_rebuilding(db: None) -> None:
     with pytest.raises(CommandError, match=re.escape("Action 'nope.gone' not found")):
         call_command("rebuild_queue_stats", "--action", "nope.gone")
+
+
+def test_it_requests_as_a_user_checking_their_grants(make_action: Any, redis_db: Any) -> None:
+    from executions.models import Grant, GrantPermission
+
+    action = make_action("as_user")
+    User.objects.create_user("erin")
+    refused = StringIO()
+    with pytest.raises(CommandError, match=re.escape("You may not run action 'test.as_user'")):
+        call_command("run_action", action.ref, "--user", "erin", stdout=refused)
+    Grant.objects.create(
+        permission=GrantPermission.EXECUTE, action=action, user=User.objects.get(username="erin")
+    )
+    call_command("run_action", action.ref, "--user", "erin", stdout=StringIO())
+    call_command("run_action", action.ref, stdout=StringIO())
+
+    requesters = list(Execution.objects.order_by("created").values_list("requested_by__username", flat=True))
+    assert requesters == ["erin", None]
+    with pytest.raises(CommandError, match="--user nobody: no such user"):
+        call_command("run_action", action.ref, "--user", "nobody")
+
+
+def test_it_refuses_a_concurrency_the_action_cannot_take(make_action: Any, redis_db: Any) -> None:
+    action = make_action("bad_limit", concurrency_limit=2)
+
+    with pytest.raises(CommandError, match=r"--concurrency 0 refused: concurrency_limit: "):
+        call_command("run_action", action.ref, "--concurrency", "0")
+
+    action.refresh_from_db()
+    assert action.concurrency_limit == 2
+    assert not Execution.objects.filter(action=action).exists()

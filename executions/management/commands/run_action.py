@@ -2,11 +2,13 @@ import json
 import time
 from typing import Any
 
+from django.contrib.auth import get_user_model
+from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db.models import Count, Q
 
 from attune.progress import Progress, add_progress_argument, command_progress
-from executions import services
+from executions import catalog, services
 from executions.exceptions import AttuneError
 from executions.models import ACTIVE_STATUSES, TERMINAL_STATUSES, WAITING_STATUSES, Execution
 
@@ -56,17 +58,30 @@ class Command(BaseCommand):
             ),
         )
         parser.add_argument("--timeout", type=float, default=300.0, help="seconds to wait with --wait")
+        parser.add_argument(
+            "--user",
+            metavar="USERNAME",
+            help="request as this user: their grants are checked and they are recorded as the "
+            "requester (without it, the command acts as the operator, who may run anything)",
+        )
         add_progress_argument(parser)
 
     def handle(self, *args: Any, **options: Any) -> None:
         params = dict(_parse_param(raw) for raw in options["param"])
         if options["count"] < 1:
             raise CommandError("--count must be at least 1")
+        requester = self._user(options["user"])
         try:
             if options["concurrency"] is not None:
-                action = services.get_action(options["action_ref"])
-                action.concurrency_limit = options["concurrency"]
-                action.save()
+                try:
+                    action = catalog.update_action(
+                        services.get_action(options["action_ref"]), concurrency_limit=options["concurrency"]
+                    )
+                except ValidationError as exc:
+                    problems = "; ".join(
+                        f"{name}: {' '.join(errs)}" for name, errs in exc.message_dict.items()
+                    )
+                    raise CommandError(f"--concurrency {options['concurrency']} refused: {problems}") from exc
                 self.stdout.write(
                     f"concurrency limit of {action.ref} set to {action.concurrency_limit} "
                     "(kept after this command)"
@@ -76,7 +91,10 @@ class Command(BaseCommand):
             remaining = options["count"]
             while remaining:
                 size = min(remaining, services.MAX_BATCH)
-                for execution in services.request_executions(options["action_ref"], [params] * size):
+                batch = services.request_executions(
+                    options["action_ref"], [params] * size, requested_by=requester
+                )
+                for execution in batch:
                     ids.append(execution.pk)
                     self.stdout.write(f"{execution.pk} {execution.status} seq={execution.queue_seq}")
                 remaining -= size
@@ -86,6 +104,14 @@ class Command(BaseCommand):
             with command_progress(self, options, "executions") as progress:
                 self._wait(ids, options["timeout"], progress)
             self._print_start_order(ids)
+
+    def _user(self, username: str | None) -> Any:
+        if username is None:
+            return None
+        user = get_user_model().objects.filter(username=username).first()
+        if user is None:
+            raise CommandError(f"--user {username}: no such user")
+        return user
 
     def _wait(self, ids: list[Any], timeout: float, progress: Progress) -> None:
         deadline = time.monotonic() + timeout
