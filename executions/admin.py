@@ -7,7 +7,7 @@ from django.db.models import Count, QuerySet
 from django.http import HttpRequest
 
 from attune.admin_mixins import ReadOnlyAdminMixin
-from executions.models import Action, AuditEntry, Execution, Grant, Pack
+from executions.models import Action, AuditEntry, Execution, Grant, Pack, Policy
 from queues.policy import resolve_limit
 from queues.services import cancel_executions
 
@@ -94,6 +94,7 @@ class ExecutionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "started_at",
         "completed_at",
         "worker",
+        "priority",
         "requested_by",
         "cancelled_by",
         "queue_seq",
@@ -155,3 +156,40 @@ class AuditEntryAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
     def get_readonly_fields(self, request: HttpRequest, obj: AuditEntry | None = None) -> list[str]:
         return [field.name for field in AuditEntry._meta.fields]
+
+
+@admin.register(Policy)
+class PolicyAdmin(admin.ModelAdmin):
+    """A change applies as soon as it is saved: the queues the policy covers
+    are refilled with it (raising a limit starts waiting executions)."""
+
+    list_display = [
+        "name",
+        "scope",
+        "pack",
+        "action",
+        "enabled",
+        "priority",
+        "concurrency_limit",
+        "method",
+        "parameters",
+        "max_queue_length",
+        "queue_timeout_seconds",
+    ]
+    list_filter = ["enabled", "scope", "method"]
+    list_select_related = ["pack", "action"]
+    search_fields = ["name", "action__ref", "pack__ref"]
+    autocomplete_fields = ["pack", "action"]
+    fieldsets = [
+        (None, {"fields": ["name", "description", "enabled", "priority"]}),
+        ("Applies to", {"fields": ["scope", "pack", "action"]}),
+        (
+            "Concurrency",
+            {
+                "fields": ["concurrency_limit", "method", "parameters"],
+                "description": "parameters: a JSON list of parameter names or dot-paths; each "
+                "combination of their values gets its own queue and limit.",
+            },
+        ),
+        ("Queue", {"fields": ["max_queue_length", "queue_timeout_seconds"]}),
+    ]

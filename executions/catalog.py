@@ -13,7 +13,7 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
-from executions.models import Action, Pack
+from executions.models import Action, Pack, Policy
 
 # Identity fields: an action's ref names its queue, its executions and its
 # metrics, so neither it nor what it is made of changes after creation.
@@ -69,3 +69,29 @@ def update_action(action: Action, **fields: Any) -> Action:
     with transaction.atomic():
         action.save()
     return action
+
+
+def create_policy(**fields: Any) -> Policy:
+    """Validate and save a new policy; it applies at once (the post_save
+    signal refills the queues it covers after commit)."""
+    policy = Policy(**fields)
+    policy.full_clean()
+    with transaction.atomic():
+        policy.save()
+    return policy
+
+
+def update_policy(policy: Policy, **fields: Any) -> Policy:
+    """Change a policy (its scope and target included); applies at once to
+    the queues it covered and those it covers now."""
+    for name, value in fields.items():
+        setattr(policy, name, value)
+    policy.full_clean()
+    with transaction.atomic():
+        policy.save()
+    return policy
+
+
+def delete_policy(policy: Policy) -> None:
+    with transaction.atomic():
+        policy.delete()

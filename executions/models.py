@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Iterable
 from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.core.validators import MinValueValidator, RegexValidator
+from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 from django.utils import timezone
 
@@ -132,6 +133,158 @@ def unresolvable_ref(schema: Any) -> str | None:
         except Unresolvable:
             return ref
     return None
+
+
+POLICY_NAME_VALIDATOR = RegexValidator(
+    r"^[a-z0-9_.-]+$", "A policy name may hold only lowercase letters, digits, '_', '.' and '-'."
+)
+PARAMETER_PATH_VALIDATOR = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*(\.[A-Za-z_][A-Za-z0-9_-]*)*$")
+# More than a few keys would make a queue per combination of many values:
+# rarely meant, and each group is a queue to watch.
+MAX_POLICY_PARAMETERS = 5
+MAX_LIMIT = 1_000_000
+
+
+class PolicyScope(models.TextChoices):
+    GLOBAL = "global"
+    PACK = "pack"
+    ACTION = "action"
+
+
+class PolicyMethod(models.TextChoices):
+    ENQUEUE = "enqueue", "wait in the FIFO queue"
+    CANCEL = "cancel", "end cancelled at once"
+
+
+class Policy(models.Model):
+    """How executions of an action are let through: at most N at once
+    (waiting in FIFO, or cancelled at once, at the limit), a queue per
+    combination of parameter values, a queue length and waiting time.
+
+    Precedence (queues/policy.py): for each setting, the action's policies,
+    then its pack's, then the global ones; within a scope, the enabled
+    policy with the highest ``priority`` that sets it.
+    """
+
+    name = models.CharField(max_length=100, unique=True, validators=[POLICY_NAME_VALIDATOR])
+    description = models.TextField(blank=True)
+    scope = models.CharField(max_length=10, choices=PolicyScope.choices)
+    pack = models.ForeignKey(Pack, on_delete=models.CASCADE, null=True, blank=True, related_name="policies")
+    action = models.ForeignKey(
+        Action, on_delete=models.CASCADE, null=True, blank=True, related_name="policies"
+    )
+    enabled = models.BooleanField(default=True)
+    priority = models.IntegerField(
+        default=0, help_text="Of the policies of one scope that set a value, the highest priority wins."
+    )
+    concurrency_limit = models.PositiveIntegerField(
+        null=True, blank=True, validators=[MinValueValidator(1), MaxValueValidator(MAX_LIMIT)]
+    )
+    method = models.CharField(
+        max_length=10,
+        choices=PolicyMethod.choices,
+        default=PolicyMethod.ENQUEUE,
+        help_text="At the limit: enqueue (wait in FIFO order) or cancel (end cancelled at once).",
+    )
+    parameters = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="Parameter names or dot-paths; each combination of their values is a queue of its own, "
+        "with its own limit and FIFO order.",
+    )
+    max_queue_length = models.PositiveIntegerField(
+        null=True, blank=True, validators=[MinValueValidator(1), MaxValueValidator(MAX_LIMIT)]
+    )
+    queue_timeout_seconds = models.PositiveIntegerField(
+        null=True, blank=True, validators=[MinValueValidator(1), MaxValueValidator(30 * 86400)]
+    )
+    created = models.DateTimeField(auto_now_add=True)
+    updated = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["scope", "-priority", "pk"]
+        verbose_name_plural = "policies"
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(scope="global", pack__isnull=True, action__isnull=True)
+                | models.Q(scope="pack", pack__isnull=False, action__isnull=True)
+                | models.Q(scope="action", pack__isnull=True, action__isnull=False),
+                name="policy_scope_matches_target",
+                violation_error_message="A global policy names no pack or action, a pack policy its pack, "
+                "an action policy its action.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def target(self) -> str:
+        if self.scope == PolicyScope.ACTION:
+            return f"action {self.action}"
+        if self.scope == PolicyScope.PACK:
+            return f"pack {self.pack}"
+        return "every action"
+
+    def clean(self) -> None:
+        errors: dict[str, str] = {}
+        if self.scope == PolicyScope.GLOBAL and (self.pack_id or self.action_id):
+            errors["scope"] = "A global policy applies to every action: leave pack and action empty."
+        if self.scope == PolicyScope.PACK:
+            if not self.pack_id:
+                errors["pack"] = "A pack policy names its pack."
+            if self.action_id:
+                errors["action"] = "A pack policy names no action."
+        if self.scope == PolicyScope.ACTION:
+            if not self.action_id:
+                errors["action"] = "An action policy names its action."
+            if self.pack_id:
+                errors["pack"] = "An action policy names no pack (its action's pack is implied)."
+        if self.method == PolicyMethod.CANCEL and self.concurrency_limit is None:
+            errors["method"] = "method 'cancel' acts at the concurrency limit: set concurrency_limit."
+        problem = self._parameters_problem()
+        if problem:
+            errors["parameters"] = problem
+        elif self.parameters and self.concurrency_limit is None:
+            errors["parameters"] = "A queue per parameter value needs a concurrency_limit for each."
+        elif self.parameters:
+            errors["parameters"] = "Queues per parameter value are not available yet: leave parameters empty."
+        if not errors and all(
+            value is None
+            for value in (self.concurrency_limit, self.max_queue_length, self.queue_timeout_seconds)
+        ):
+            errors["concurrency_limit"] = (
+                "A policy must set something: concurrency_limit, max_queue_length or queue_timeout_seconds."
+            )
+        if errors:
+            raise ValidationError(errors)
+
+    def _parameters_problem(self) -> str | None:
+        names = self.parameters
+        if not isinstance(names, list) or not all(isinstance(name, str) for name in names):
+            return 'A list of parameter names or dot-paths, e.g. ["host"] or ["target.host"].'
+        if len(names) > MAX_POLICY_PARAMETERS:
+            return f"At most {MAX_POLICY_PARAMETERS} parameters, got {len(names)}."
+        if len(set(names)) != len(names):
+            return "Each parameter at most once."
+        bad = next((name for name in names if not PARAMETER_PATH_VALIDATOR.match(name)), None)
+        if bad is not None:
+            return f"'{bad}' is not a parameter name or dot-path (letters, digits, '_', '-', dots between)."
+        if self.scope == PolicyScope.ACTION and self.action_id and names:
+            properties = (self.action.parameters_schema or {}).get("properties")
+            if isinstance(properties, dict):
+                unknown = [name for name in names if name.split(".")[0] not in properties]
+                if unknown:
+                    known = ", ".join(sorted(properties)) or "none"
+                    return (
+                        f"Not a parameter of action '{self.action.ref}': {', '.join(unknown)} "
+                        f"(its schema has: {known})."
+                    )
+        return None
+
+
+MAX_PRIORITY = 9
+DEFAULT_PRIORITY = 5
 
 
 class ExecutionStatus(models.TextChoices):
@@ -339,6 +492,10 @@ class Execution(models.Model):
     # Order in which the gate granted slots; equals queue_seq order under FIFO.
     grant_seq = models.BigIntegerField(null=True, blank=True)
     queue_group = models.CharField(max_length=200, default="default")
+    # Within its queue, a higher priority starts first; equal ones in FIFO order.
+    priority = models.PositiveSmallIntegerField(
+        default=DEFAULT_PRIORITY, validators=[MaxValueValidator(MAX_PRIORITY)]
+    )
     # Who asked for it and who stopped it; empty when a management command
     # or the system did (a queue timeout, a purge has its own audit entry).
     requested_by = models.ForeignKey(
@@ -439,6 +596,9 @@ class AuditKind(models.TextChoices):
     ACTION_CREATED = "action.created"
     ACTION_CHANGED = "action.changed"
     ACTION_DELETED = "action.deleted"
+    POLICY_CREATED = "policy.created"
+    POLICY_CHANGED = "policy.changed"
+    POLICY_DELETED = "policy.deleted"
     GRANT_CREATED = "grant.created"
     GRANT_CHANGED = "grant.changed"
     GRANT_DELETED = "grant.deleted"

@@ -24,7 +24,15 @@ from executions.exceptions import (
     ExecutionNotFound,
     InvalidParameters,
 )
-from executions.models import TERMINAL_STATUSES, Action, AuditKind, Execution, ExecutionStatus
+from executions.models import (
+    DEFAULT_PRIORITY,
+    MAX_PRIORITY,
+    TERMINAL_STATUSES,
+    Action,
+    AuditKind,
+    Execution,
+    ExecutionStatus,
+)
 from queues import dispatch
 
 logger = logging.getLogger(__name__)
@@ -73,7 +81,9 @@ def validate_parameters(
     return parameters
 
 
-def request_execution(action_ref: str, parameters: Any = None, *, requested_by: Any = None) -> Execution:
+def request_execution(
+    action_ref: str, parameters: Any = None, *, requested_by: Any = None, priority: int = DEFAULT_PRIORITY
+) -> Execution:
     """Record an execution and pass it through its action's gate.
 
     Returns the execution as ``scheduled`` (a slot was free) or ``queued``.
@@ -81,11 +91,15 @@ def request_execution(action_ref: str, parameters: Any = None, *, requested_by: 
     InvalidParameters, or QueueFull (in which case nothing of the request
     remains).
     """
-    return request_executions(action_ref, [parameters], requested_by=requested_by)[0]
+    return request_executions(action_ref, [parameters], requested_by=requested_by, priorities=[priority])[0]
 
 
 def request_executions(
-    action_ref: str, parameters_list: Sequence[Any], *, requested_by: Any = None
+    action_ref: str,
+    parameters_list: Sequence[Any],
+    *,
+    requested_by: Any = None,
+    priorities: Sequence[int] | None = None,
 ) -> list[Execution]:
     """Record many executions of one action and pass them through its gate
     in list order: one transaction, one gate step, one statement recording
@@ -93,7 +107,8 @@ def request_executions(
 
     ``requested_by`` is the user asking, who must be allowed to run the
     action (executions.access); None is a management command or the
-    system, which may run anything.
+    system, which may run anything. ``priorities`` (0-9, default 5 each):
+    within the queue a higher priority starts first, equal ones in order.
 
     All or nothing: raises ActionNotFound, PermissionDenied, ActionDisabled,
     InvalidParameters (naming the item, ``parameters[3].seconds``, when
@@ -107,6 +122,13 @@ def request_executions(
             f"at most {MAX_BATCH} executions may be requested at once, got {len(parameters_list)}",
             field="parameters",
         )
+    priorities = list(priorities) if priorities is not None else [DEFAULT_PRIORITY] * len(parameters_list)
+    if len(priorities) != len(parameters_list):
+        raise InvalidParameters("one priority per requested execution", field="priority")
+    for index, priority in enumerate(priorities):
+        if isinstance(priority, bool) or not isinstance(priority, int) or not 0 <= priority <= MAX_PRIORITY:
+            field = "priority" if len(priorities) == 1 else f"[{index}].priority"
+            raise InvalidParameters(f"{field}: must be an integer from 0 to {MAX_PRIORITY}", field=field)
     action = get_action(action_ref)
     if requested_by is not None:
         access.require_execute(requested_by, action)
@@ -125,8 +147,10 @@ def request_executions(
             raise InvalidParameters(message, field=field) from None
     requester = requested_by if requested_by is not None and requested_by.is_authenticated else None
     executions = [
-        Execution(action=action, action_ref=action.ref, parameters=params, requested_by=requester)
-        for params in checked
+        Execution(
+            action=action, action_ref=action.ref, parameters=params, requested_by=requester, priority=priority
+        )
+        for params, priority in zip(checked, priorities, strict=True)
     ]
     with transaction.atomic():
         Execution.objects.bulk_create(executions)

@@ -12,17 +12,60 @@ from django.db.models.signals import post_delete, post_save, pre_save
 from django.dispatch import receiver
 
 from executions import audit
-from executions.models import Action, AuditKind, Grant, Pack
+from executions.models import Action, AuditKind, Grant, Pack, Policy, PolicyScope
 
 AUDITED: dict[type[Model], tuple[str, str, str]] = {
     Pack: (AuditKind.PACK_CREATED, AuditKind.PACK_CHANGED, AuditKind.PACK_DELETED),
     Action: (AuditKind.ACTION_CREATED, AuditKind.ACTION_CHANGED, AuditKind.ACTION_DELETED),
     Grant: (AuditKind.GRANT_CREATED, AuditKind.GRANT_CHANGED, AuditKind.GRANT_DELETED),
+    Policy: (AuditKind.POLICY_CREATED, AuditKind.POLICY_CHANGED, AuditKind.POLICY_DELETED),
 }
 
 
 def _target(instance: Model) -> str:
-    return str(instance.ref) if isinstance(instance, Pack | Action) else f"{instance} (#{instance.pk})"
+    if isinstance(instance, Pack | Action):
+        return str(instance.ref)
+    if isinstance(instance, Policy):
+        return instance.name
+    return f"{instance} (#{instance.pk})"
+
+
+def _covered_action_ids(scope: str | None, pack_id: int | None, action_id: int | None) -> set[int]:
+    if scope == PolicyScope.ACTION and action_id is not None:
+        return {action_id}
+    if scope == PolicyScope.PACK and pack_id is not None:
+        return set(Action.objects.filter(pack_id=pack_id).values_list("pk", flat=True))
+    if scope == PolicyScope.GLOBAL:
+        return set(Action.objects.values_list("pk", flat=True))
+    return set()
+
+
+def _refill_policy_change(instance: Policy, before: tuple[str | None, int | None, int | None] | None) -> None:
+    from queues.dispatch import refill_actions
+
+    action_ids = _covered_action_ids(instance.scope, instance.pack_id, instance.action_id)
+    if before is not None:
+        # A policy moved to another target stops applying to its old one.
+        action_ids |= _covered_action_ids(*before)
+    transaction.on_commit(lambda: refill_actions(sorted(action_ids)))
+
+
+@receiver(pre_save, sender=Policy, dispatch_uid="attune.policy_target_before")
+def remember_policy_target(sender: type[Policy], instance: Policy, **kwargs: Any) -> None:
+    stored = None
+    if instance.pk is not None:
+        stored = Policy.objects.filter(pk=instance.pk).values_list("scope", "pack_id", "action_id").first()
+    instance._target_before = stored  # type: ignore[attr-defined]
+
+
+@receiver(post_save, sender=Policy, dispatch_uid="attune.refill_policy")
+def refill_after_policy_change(sender: type[Policy], instance: Policy, **kwargs: Any) -> None:
+    _refill_policy_change(instance, getattr(instance, "_target_before", None))
+
+
+@receiver(post_delete, sender=Policy, dispatch_uid="attune.refill_policy_delete")
+def refill_after_policy_delete(sender: type[Policy], instance: Policy, **kwargs: Any) -> None:
+    _refill_policy_change(instance, None)
 
 
 def remember_before_change(sender: type[Model], instance: Model, **kwargs: Any) -> None:

@@ -30,9 +30,18 @@ from executions.models import (
 )
 from queues import metrics
 from queues.action_cache import action_cache
-from queues.gate import KEEP_LIMIT, Admission, BatchAdmission, Grant, Release, get_gate, new_config_token
+from queues.gate import (
+    KEEP_LIMIT,
+    Admission,
+    BatchAdmission,
+    Grant,
+    Release,
+    get_gate,
+    new_config_token,
+    order_score,
+)
 from queues.keys import QueueRef
-from queues.policy import lease_ms, resolve_limit
+from queues.policy import EffectivePolicy, lease_ms, resolve, resolve_limit
 
 logger = logging.getLogger(__name__)
 S = ExecutionStatus
@@ -64,10 +73,17 @@ def admit(executions: list[Execution], action: Action) -> list[Execution]:
     queue = QueueRef(action.pk)
     gate = get_gate()
     ids = [str(execution.pk) for execution in executions]
+    policy = resolve(action)
 
     def through_gate() -> BatchAdmission:
         return gate.admit(
-            queue, ids, limit=resolve_limit(action), max_waiting=action.max_queue_length, lease_ms=lease_ms()
+            queue,
+            ids,
+            limit=policy.limit,
+            max_waiting=policy.max_queue_length,
+            lease_ms=lease_ms(),
+            priorities=[execution.priority for execution in executions],
+            cancel_at_limit=policy.cancels_at_limit,
         )
 
     batch = through_gate()
@@ -81,10 +97,10 @@ def admit(executions: list[Execution], action: Action) -> list[Execution]:
         metrics.rejected(action.ref, "queue_full", len(ids))
         raise QueueFull(
             f"Queue for action '{action.ref}' is full: {batch.waiting} executions are waiting "
-            f"and its max_queue_length is {action.max_queue_length}"
+            f"and its max_queue_length is {policy.max_queue_length}"
             + (f"; none of the {len(ids)} requested were admitted." if len(ids) > 1 else "."),
             action_ref=action.ref,
-            limit=action.max_queue_length,
+            limit=policy.max_queue_length,
             retry_after_seconds=max(1, int(settings.ATTUNE_REAPER_INTERVAL_SECONDS)),
         )
     if batch.outcome != "admitted":
@@ -96,20 +112,24 @@ def admit(executions: list[Execution], action: Action) -> list[Execution]:
     now = timezone.now()
     by_id = {str(execution.pk): execution for execution in executions}
     changes: list[tuple[Any, str, dict[str, Any]]] = []
+    statuses = {"granted": S.SCHEDULED, "queued": S.QUEUED, "cancelled": S.CANCELLED}
     for admission in batch.admissions:
         if admission.outcome == "duplicate":
             continue
         granted = admission.outcome == "granted"
+        cancelled = admission.outcome == "cancelled"
         changes.append(
             (
                 admission.execution_id,
-                S.SCHEDULED if granted else S.QUEUED,
+                statuses[admission.outcome],
                 {
                     "queue_seq": admission.seq,
                     "enqueued_at": now,
                     "grant_seq": admission.grant_seq if granted else None,
                     "celery_task_id": admission.execution_id if granted else "",
                     "scheduled_at": now if granted else None,
+                    "completed_at": now if cancelled else None,
+                    "error": _cancelled_at_limit(action, policy) if cancelled else "",
                 },
             )
         )
@@ -133,11 +153,21 @@ def admit(executions: list[Execution], action: Action) -> list[Execution]:
                     granted_at=sent_at,
                     config=batch.config,
                 )
+            elif admission.outcome == "cancelled":
+                execution.status, execution.completed_at = S.CANCELLED, now
+                execution.error = _cancelled_at_limit(action, policy)
             else:
                 execution.status = S.QUEUED
         else:
             _admission_raced(execution, admission, queue, action, now)
     return executions
+
+
+def _cancelled_at_limit(action: Action, policy: EffectivePolicy) -> str:
+    return (
+        f"Cancelled: action '{action.ref}' is at its concurrency limit of {policy.limit} and "
+        f"policy '{policy.policy_name}' cancels rather than queues (method: cancel)."
+    )
 
 
 def _admission_raced(
@@ -307,8 +337,9 @@ def release(execution: Execution) -> bool:
 def requeue(execution: Execution) -> bool:
     """Put a granted execution whose task never started back at the head.
 
-    Its own queue seq is its score, so it goes back before everyone who
-    was behind it. Returns whether its slot was taken back.
+    Its own order score (its priority and queue seq) goes with it, so it
+    goes back before everyone who was behind it. Returns whether its slot
+    was taken back.
     """
     action = _load_action(execution.action_id)
     queue = queue_of(execution)
@@ -320,7 +351,7 @@ def requeue(execution: Execution) -> bool:
         back = execution.status in (S.REQUESTED, S.QUEUED)
     if not back:
         return False
-    score = execution.queue_seq if execution.queue_seq is not None else 0
+    score = order_score(execution.priority, execution.queue_seq or 0)
     released_at = time.time()
     result = get_gate().release(
         queue, str(execution.pk), limit=resolve_limit(action), lease_ms=lease_ms(), requeue_score=score

@@ -21,6 +21,22 @@ from queues.redis_client import get_redis
 
 LUA_DIR = Path(__file__).resolve().parent / "lua"
 UNLIMITED = -1
+# A waiting execution's order score is band * SCORE_BAND + its queue seq,
+# band = MAX_PRIORITY - priority: a higher priority first, equal ones in
+# request order. Seqs stay below the band (a trillion requests per queue),
+# and the largest score below 2**53, where a Redis score is still exact.
+SCORE_BAND = 10**12
+# The same as executions.models' (the gate imports no model; a test checks).
+MAX_PRIORITY = 9
+DEFAULT_PRIORITY = 5
+
+
+def order_score(priority: int, seq: int) -> int:
+    return (MAX_PRIORITY - priority) * SCORE_BAND + seq
+
+
+def seq_of(score: float) -> int:
+    return int(score) % SCORE_BAND
 
 
 class _KeepLimit:
@@ -48,8 +64,9 @@ class Grant:
 
 @dataclass(frozen=True)
 class Admission:
-    """What admit_v3 decided for one execution of a batch. ``outcome`` is
-    granted, queued or duplicate."""
+    """What admit_v4 decided for one execution of a batch. ``outcome`` is
+    granted, queued, cancelled (no slot, and the policy cancels at the
+    limit) or duplicate."""
 
     execution_id: str
     outcome: str
@@ -60,7 +77,7 @@ class Admission:
 
 @dataclass(frozen=True)
 class BatchAdmission:
-    """What admit_v3 decided for a batch. ``outcome`` is admitted (see
+    """What admit_v4 decided for a batch. ``outcome`` is admitted (see
     ``admissions``, one per id in request order), full (nothing written;
     ``waiting`` says how many wait) or uninitialized (nothing written).
     ``config`` is the queue's action config token (see Release)."""
@@ -142,13 +159,28 @@ class Gate:
         max_waiting: int,
         lease_ms: int,
         config: str = "",
+        priorities: list[int] | None = None,
+        cancel_at_limit: bool = False,
     ) -> BatchAdmission:
-        """Admit ``execution_ids`` in list order, in one script run.
-        ``config`` is stored as the queue's config token if it has none."""
+        """Admit ``execution_ids`` in list order, in one script run, each
+        with its priority (default: all equal). ``config`` is stored as the
+        queue's config token if it has none. With ``cancel_at_limit``, the
+        ones that find no free slot are cancelled rather than queued."""
+        priorities = priorities or [DEFAULT_PRIORITY] * len(execution_ids)
+        pairs: list[Any] = []
+        for execution_id, priority in zip(execution_ids, priorities, strict=True):
+            pairs.extend([execution_id, MAX_PRIORITY - priority])
         reply = self._run(
-            "admit_v3",
+            "admit_v4",
             queue.all_keys(),
-            [_limit_arg(limit), max_waiting, lease_ms, config or new_config_token(), *execution_ids],
+            [
+                _limit_arg(limit),
+                max_waiting,
+                lease_ms,
+                config or new_config_token(),
+                "cancel" if cancel_at_limit else "queue",
+                *pairs,
+            ],
         )
         outcome = str(reply[0])
         if outcome == "full":
@@ -162,6 +194,8 @@ class Gate:
                 admissions.append(Admission(execution_id, "granted", seq=seq, grant_seq=n))
             elif code == "q":
                 admissions.append(Admission(execution_id, "queued", seq=seq, position=n))
+            elif code == "c":
+                admissions.append(Admission(execution_id, "cancelled", seq=seq))
             else:
                 admissions.append(Admission(execution_id, "duplicate"))
         return BatchAdmission(outcome, admissions, config=str(reply[1]))
@@ -255,16 +289,12 @@ class Gate:
         return [str(member) for member in self.redis.zrange(queue.active, 0, -1)]
 
     def waiting_entry(self, queue: QueueRef, execution_id: str) -> tuple[int, int | None] | None:
-        """(queue seq, enqueued at ms) of a waiting execution, else None.
-
-        The seq is the order score, which is what admit_v3 stores today; a
-        priority band in the score would have to be taken off here.
-        """
+        """(queue seq, enqueued at ms) of a waiting execution, else None."""
         score = self.redis.zscore(queue.waiting, execution_id)
         if score is None:
             return None
         since = self.redis.hget(queue.enqueued, str(int(score)))
-        return int(score), None if since is None else int(since)
+        return seq_of(score), None if since is None else int(since)
 
     def position(self, queue: QueueRef, execution_id: str) -> int | None:
         """1-based place in the queue (1 = next), or None if not waiting."""
@@ -286,7 +316,7 @@ class Gate:
         pipe = self.redis.pipeline(transaction=False)
         for queue, head in zip(queues, heads, strict=True):
             if head:
-                # Enqueue times are kept by queue seq, the head's score.
+                # Enqueue times are kept by order score.
                 pipe.hget(queue.enqueued, str(int(head[0][1])))
         since_replies = iter(pipe.execute() if any(heads) else [])
         snapshots = []

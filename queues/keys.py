@@ -17,10 +17,11 @@ key                                type   contents
                                            config (token of the action's definition,
                                            new at every save; queues/action_cache.py),
                                            terminal:<status> and rejected:<reason>
-                                           (exact counters served on /metrics)
+                                           (queue_full, at_limit: exact counters
+                                           served on /metrics)
 ``<p>:{a<id>}:<group>:waiting``     ZSET   execution id -> order score; lowest
-                                           first. Today the score is the queue
-                                           seq; priorities will prepend a band.
+                                           first: (9 - priority) * 10**12 + queue
+                                           seq (queues.gate.order_score)
 ``<p>:{a<id>}:<group>:active``      ZSET   execution id -> lease deadline, ms
 ``<p>:{a<id>}:<group>:enqueued``    HASH   order score of a waiting execution ->
                                            enqueued ms; keyed by the score (unique:

@@ -1,23 +1,133 @@
-"""Which concurrency limit applies to an action."""
+"""Which policy applies to an action: its limit and what happens at it, how
+its executions split into queues, how long its queue may grow and how long
+one may wait.
+
+Each setting is looked up on its own, first found wins:
+
+- concurrency (``concurrency_limit`` with its ``method`` and
+  ``parameters``): the action's policies, the action's own
+  ``concurrency_limit`` field, the pack's policies, the pack's field, the
+  global policies, ``ATTUNE_DEFAULT_CONCURRENCY``; none means unlimited;
+- ``max_queue_length`` and ``queue_timeout_seconds``: the action's
+  policies, the pack's, the global ones, then the action's own fields
+  (which always hold a value, so they are the default).
+
+Within a scope, of the enabled policies that set the value, the one with
+the highest ``priority`` wins (the lowest id among equals). Disabling a
+policy makes the next one apply at once: every change of a policy refills
+the queues it covers (executions/signals.py).
+"""
 
 from __future__ import annotations
 
-from django.conf import settings
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
 
-from executions.models import Action
+from django.conf import settings
+from django.db.models import Q
+
+from executions.models import Action, Policy, PolicyMethod, PolicyScope
+
+SCOPES = (PolicyScope.ACTION, PolicyScope.PACK, PolicyScope.GLOBAL)
+
+
+@dataclass(frozen=True)
+class EffectivePolicy:
+    limit: int | None
+    # Where the limit comes from: "policy 'x'", "action 'a.b'", "pack 'a'",
+    # "ATTUNE_DEFAULT_CONCURRENCY", or "" when unlimited.
+    limit_source: str
+    method: str
+    # The policy whose limit applies, if a policy's does.
+    policy_name: str | None
+    parameters: tuple[str, ...]
+    max_queue_length: int
+    queue_timeout_seconds: int
+
+    @property
+    def cancels_at_limit(self) -> bool:
+        return self.method == PolicyMethod.CANCEL
+
+
+def policies_for(action: Action) -> list[Policy]:
+    """The enabled policies that cover ``action``, in precedence order."""
+    covering = Q(scope=PolicyScope.GLOBAL) | Q(pack_id=action.pack_id) | Q(action_id=action.pk)
+    found = Policy.objects.filter(covering, enabled=True)
+    return sorted(found, key=lambda policy: (SCOPES.index(policy.scope), -policy.priority, policy.pk))
+
+
+def _first(policies: Iterable[Policy], scope: str, has: Callable[[Policy], bool]) -> Policy | None:
+    return next((policy for policy in policies if policy.scope == scope and has(policy)), None)
+
+
+def resolve(action: Action, policies: list[Policy] | None = None) -> EffectivePolicy:
+    """The policy in force for ``action`` (read with its pack)."""
+    policies = policies_for(action) if policies is None else policies
+    fields: dict[str, Any] = {
+        PolicyScope.ACTION: (action.concurrency_limit, f"action '{action.ref}'"),
+        PolicyScope.PACK: (action.pack.concurrency_limit, f"pack '{action.pack.ref}'"),
+        PolicyScope.GLOBAL: (settings.ATTUNE_DEFAULT_CONCURRENCY, "ATTUNE_DEFAULT_CONCURRENCY"),
+    }
+    limit: int | None = None
+    source, method, policy_name, parameters = "", PolicyMethod.ENQUEUE, None, ()
+    for scope in SCOPES:
+        policy = _first(policies, scope, lambda p: p.concurrency_limit is not None)
+        if policy is not None:
+            limit, source, method = (
+                int(policy.concurrency_limit or 0),
+                f"policy '{policy.name}'",
+                policy.method,
+            )
+            policy_name, parameters = policy.name, tuple(policy.parameters or ())
+            break
+        value, name = fields[scope]
+        if value is not None:
+            limit, source = int(value), name
+            break
+
+    def setting(attribute: str, default: int) -> int:
+        for scope in SCOPES:
+            policy = _first(policies, scope, lambda p: getattr(p, attribute) is not None)
+            if policy is not None:
+                return int(getattr(policy, attribute))
+        return default
+
+    return EffectivePolicy(
+        limit=limit,
+        limit_source=source,
+        method=method,
+        policy_name=policy_name,
+        parameters=parameters,
+        max_queue_length=setting("max_queue_length", action.max_queue_length),
+        queue_timeout_seconds=setting("queue_timeout_seconds", action.queue_timeout_seconds),
+    )
+
+
+def resolve_many(actions: Iterable[Action]) -> dict[int, EffectivePolicy]:
+    """``resolve`` for many actions with one query, by action id."""
+    actions = list(actions)
+    enabled = list(Policy.objects.filter(enabled=True))
+    ranked = sorted(enabled, key=lambda policy: (SCOPES.index(policy.scope), -policy.priority, policy.pk))
+    return {
+        action.pk: resolve(
+            action,
+            [
+                policy
+                for policy in ranked
+                if policy.scope == PolicyScope.GLOBAL
+                or policy.pack_id == action.pack_id
+                or policy.action_id == action.pk
+            ],
+        )
+        for action in actions
+    }
 
 
 def resolve_limit(action: Action) -> int | None:
-    """The action's own limit, else its pack's, else the global default.
-
-    None means unlimited: executions are granted at once and never wait.
-    """
-    if action.concurrency_limit is not None:
-        return int(action.concurrency_limit)
-    if action.pack.concurrency_limit is not None:
-        return int(action.pack.concurrency_limit)
-    default = settings.ATTUNE_DEFAULT_CONCURRENCY
-    return None if default is None else int(default)
+    """The concurrency limit in force; None means unlimited: executions are
+    granted at once and never wait."""
+    return resolve(action).limit
 
 
 def lease_ms() -> int:

@@ -25,6 +25,7 @@ from executions.models import TERMINAL_STATUSES, Action, Execution, ExecutionSta
 from queues import dispatch, metrics
 from queues.gate import get_gate
 from queues.keys import QueueRef, lock_key
+from queues.policy import resolve
 from queues.reconcile import admit_stranded_requests, reconcile_missing, stranded_after_seconds
 from workers.models import Worker
 
@@ -81,7 +82,8 @@ def _in_queue_order(execution_ids: list[str]) -> list[str]:
 
 
 def _expire_waiting(action: Action, report: ReapReport) -> None:
-    cutoff = timezone.now() - timedelta(seconds=action.queue_timeout_seconds)
+    timeout_seconds = resolve(action).queue_timeout_seconds
+    cutoff = timezone.now() - timedelta(seconds=timeout_seconds)
     overdue = Execution.objects.filter(
         action=action, status__in=[S.QUEUED, S.REQUESTED], queue_seq__isnull=False, enqueued_at__lt=cutoff
     ).order_by("queue_seq")
@@ -91,8 +93,8 @@ def _expire_waiting(action: Action, report: ReapReport) -> None:
             S.TIMEOUT,
             expected=[S.QUEUED, S.REQUESTED],
             completed_at=timezone.now(),
-            error=f"Timed out waiting in the queue: waited more than {action.queue_timeout_seconds} s "
-            f"(queue_timeout_seconds of action '{action.ref}').",
+            error=f"Timed out waiting in the queue: waited more than {timeout_seconds} s "
+            f"(the queue_timeout_seconds in force for action '{action.ref}').",
         )
         if ended:
             dispatch.withdraw(Execution.objects.get(pk=execution_id))

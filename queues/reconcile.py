@@ -26,7 +26,7 @@ from executions.models import (
     ExecutionStatus,
 )
 from queues import dispatch
-from queues.gate import RestoreState, get_gate
+from queues.gate import RestoreState, get_gate, order_score
 from queues.keys import QueueRef, lock_key
 from queues.policy import lease_ms, resolve_limit
 
@@ -79,7 +79,7 @@ def _database_state(action: Action) -> RestoreState:
     waiting = list(
         executions.filter(status__in=[S.QUEUED, S.REQUESTED], queue_seq__isnull=False)
         .order_by("queue_seq")
-        .values_list("pk", "queue_seq", "enqueued_at", "created")
+        .values_list("pk", "queue_seq", "priority", "enqueued_at", "created")
     )
     active = list(executions.filter(status__in=ACTIVE_STATUSES).values_list("pk", flat=True))
     ended = dict(
@@ -96,7 +96,8 @@ def _database_state(action: Action) -> RestoreState:
         total_terminal=totals["terminal"],
         total_completed=totals["completed"],
         waiting=[
-            (str(pk), int(seq), _ms(enqueued_at or created)) for pk, seq, enqueued_at, created in waiting
+            (str(pk), order_score(priority, seq), _ms(enqueued_at or created))
+            for pk, seq, priority, enqueued_at, created in waiting
         ],
         active=[str(pk) for pk in active],
         terminal_by_status={str(status): int(ended.get(status, 0)) for status in sorted(TERMINAL_STATUSES)},

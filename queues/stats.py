@@ -37,7 +37,7 @@ from executions.models import ACTIVE_STATUSES, TERMINAL_STATUSES, Action, Execut
 from queues.gate import QueueSnapshot, get_gate
 from queues.keys import QueueRef, lock_key
 from queues.models import QueueStats
-from queues.policy import resolve_limit
+from queues.policy import resolve_many
 
 logger = logging.getLogger(__name__)
 S = ExecutionStatus
@@ -157,6 +157,7 @@ def counts_from_database(actions: list[Action]) -> list[QueueStats]:
         .order_by()
     }
     now = timezone.now()
+    policies = resolve_many(actions)
     rows = []
     for action in actions:
         counts = by_action.get(action.pk)
@@ -167,7 +168,7 @@ def counts_from_database(actions: list[Action]) -> list[QueueStats]:
                 action=action,
                 queue_length=counts["queue_length"],
                 active_count=counts["active_count"],
-                max_concurrent=resolve_limit(action),
+                max_concurrent=policies[action.pk].limit,
                 oldest_enqueued_at=counts["oldest_enqueued_at"] if counts["queue_length"] else None,
                 total_enqueued=counts["total_enqueued"],
                 total_completed=counts["total_completed"],

@@ -12,7 +12,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from executions import catalog
-from executions.models import Action, AuditEntry, Execution, Pack
+from executions.models import DEFAULT_PRIORITY, MAX_PRIORITY, Action, AuditEntry, Execution, Pack, Policy
 from queues.policy import resolve_limit
 from queues.services import WaitingInfo, waiting_info
 
@@ -89,6 +89,14 @@ class ExecutionRequestSerializer(serializers.Serializer):
         allow_null=True,
         help_text="A JSON object checked against the action's parameters_schema; empty if omitted.",
     )
+    priority = serializers.IntegerField(
+        required=False,
+        default=DEFAULT_PRIORITY,
+        min_value=0,
+        max_value=MAX_PRIORITY,
+        help_text="0-9, default 5: within the action's queue a higher priority starts first, "
+        "equal priorities in request order. Never past the limit.",
+    )
 
 
 class ExecutionSerializer(serializers.ModelSerializer):
@@ -122,6 +130,7 @@ class ExecutionSerializer(serializers.ModelSerializer):
             "worker",
             "queue_seq",
             "grant_seq",
+            "priority",
             "requested_by",
             "cancelled_by",
         ]
@@ -170,3 +179,69 @@ class AuditEntrySerializer(serializers.ModelSerializer):
         model = AuditEntry
         fields = ["id", "at", "actor", "source", "kind", "target", "before", "after"]
         read_only_fields = fields
+
+
+class PolicySerializer(serializers.ModelSerializer):
+    """A policy's pack and action are named by ref. Saving goes through
+    executions.catalog, which runs the model's validation."""
+
+    pack = serializers.SlugRelatedField(
+        slug_field="ref", queryset=Pack.objects.all(), required=False, allow_null=True
+    )
+    action = serializers.SlugRelatedField(
+        slug_field="ref", queryset=Action.objects.all(), required=False, allow_null=True
+    )
+    parameters = serializers.ListField(
+        child=serializers.CharField(max_length=200),
+        required=False,
+        max_length=5,
+        help_text="Parameter names or dot-paths (e.g. host, target.host): each combination of their "
+        "values is a queue of its own with its own limit and FIFO order. A value missing from a "
+        "request is a value of its own.",
+    )
+
+    class Meta:
+        model = Policy
+        fields = [
+            "name",
+            "description",
+            "scope",
+            "pack",
+            "action",
+            "enabled",
+            "priority",
+            "concurrency_limit",
+            "method",
+            "parameters",
+            "max_queue_length",
+            "queue_timeout_seconds",
+            "created",
+            "updated",
+        ]
+        read_only_fields = ["created", "updated"]
+
+    def create(self, validated_data: dict[str, Any]) -> Policy:
+        return catalog.create_policy(**validated_data)
+
+    def update(self, instance: Policy, validated_data: dict[str, Any]) -> Policy:
+        return catalog.update_policy(instance, **validated_data)
+
+
+class EffectivePolicySerializer(serializers.Serializer):
+    limit = serializers.IntegerField(allow_null=True, help_text="null: unlimited.")
+    limit_source = serializers.CharField(
+        help_text="Where the limit comes from: a policy, the action's or pack's own field, "
+        "ATTUNE_DEFAULT_CONCURRENCY; empty when unlimited."
+    )
+    method = serializers.CharField()
+    policy_name = serializers.CharField(allow_null=True)
+    parameters = serializers.ListField(child=serializers.CharField())
+    max_queue_length = serializers.IntegerField()
+    queue_timeout_seconds = serializers.IntegerField()
+
+
+class ActionPoliciesSerializer(serializers.Serializer):
+    effective = EffectivePolicySerializer(help_text="What applies now, setting by setting.")
+    policies = PolicySerializer(
+        many=True, help_text="The enabled policies covering the action, by precedence."
+    )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.urls import path
 from rest_framework.routers import SimpleRouter
 
-from executions.api.views import ActionViewSet, AuditViewSet, ExecutionViewSet, PackViewSet
+from executions.api.views import ActionViewSet, AuditViewSet, ExecutionViewSet, PackViewSet, PolicyViewSet
 from queues.api import ActionQueueStatsView, PurgeQueueView, QueueStatsListView
 
 router = SimpleRouter(trailing_slash=False)
@@ -13,6 +13,7 @@ router.register("packs", PackViewSet, basename="pack")
 router.register("actions", ActionViewSet, basename="action")
 router.register("executions", ExecutionViewSet, basename="execution")
 router.register("audit", AuditViewSet, basename="audit")
+router.register("policies", PolicyViewSet, basename="policy")
 
 urlpatterns = [
     path("actions/<str:ref>/queue-stats", ActionQueueStatsView.as_view(), name="action-queue-stats"),

@@ -20,10 +20,11 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.viewsets import GenericViewSet
 
-from executions import services
+from executions import catalog, services
 from executions.api.filters import ActionFilter, AuditFilter, ExecutionFilter
 from executions.api.permissions import IsStaff, IsStaffOrReadOnly
 from executions.api.serializers import (
+    ActionPoliciesSerializer,
     ActionSerializer,
     AuditEntrySerializer,
     ErrorSerializer,
@@ -31,8 +32,10 @@ from executions.api.serializers import (
     ExecutionRequestSerializer,
     ExecutionSerializer,
     PackSerializer,
+    PolicySerializer,
 )
-from executions.models import Action, AuditEntry, Execution, Pack
+from executions.models import Action, AuditEntry, Execution, Pack, Policy
+from queues import policy as policies
 
 
 class ApiPagination(LimitOffsetPagination):
@@ -130,6 +133,24 @@ class ActionViewSet(
         self.check_object_permissions(self.request, action)
         return action
 
+    @extend_schema(
+        summary="The policies in force for an action",
+        description="The effective settings (limit and where it comes from, method, per-parameter "
+        "queues, queue length and timeout) and the enabled policies covering the action, "
+        "action's first, then its pack's, then global ones, each by priority.",
+        responses={200: ActionPoliciesSerializer, **READ_ERRORS},
+    )
+    @route(detail=True, methods=["get"], url_path="policies")
+    def policies(self, request: Request, ref: str | None = None) -> Response:
+        action = self.get_object()
+        covering = policies.policies_for(action)
+        effective = policies.resolve(action, covering)
+        data = {
+            "effective": {**effective.__dict__, "parameters": list(effective.parameters)},
+            "policies": covering,
+        }
+        return Response(ActionPoliciesSerializer(data).data)
+
 
 @extend_schema_view(
     list=extend_schema(
@@ -185,6 +206,7 @@ class ExecutionViewSet(mixins.ListModelMixin, GenericViewSet):
             serializer.validated_data["action"],
             serializer.validated_data.get("parameters"),
             requested_by=request.user,
+            priority=serializer.validated_data["priority"],
         )
         return Response(
             ExecutionDetailSerializer(execution).data,
@@ -201,7 +223,10 @@ class ExecutionViewSet(mixins.ListModelMixin, GenericViewSet):
             names = ", ".join(refs)
             raise ValidationError({"action": [f"A batch must request one action; this one names {names}"]})
         executions = services.request_executions(
-            refs[0] if refs else "", [item.get("parameters") for item in items], requested_by=request.user
+            refs[0] if refs else "",
+            [item.get("parameters") for item in items],
+            requested_by=request.user,
+            priorities=[item["priority"] for item in items],
         )
         return Response(ExecutionSerializer(executions, many=True).data, status=status.HTTP_201_CREATED)
 
@@ -241,3 +266,55 @@ class AuditViewSet(mixins.ListModelMixin, GenericViewSet):
     permission_classes = [IsStaff]
     pagination_class = ApiPagination
     filterset_class = AuditFilter
+
+
+@extend_schema_view(
+    list=extend_schema(summary="List policies", responses={200: PolicySerializer(many=True), **errors(401)}),
+    retrieve=extend_schema(summary="Get a policy by name", responses={200: PolicySerializer, **READ_ERRORS}),
+    create=extend_schema(
+        summary="Create a policy (staff)",
+        description="Applies at once to the queues it covers.",
+        responses={201: PolicySerializer, **CREATE_ERRORS},
+    ),
+    update=extend_schema(
+        summary="Replace a policy (staff)",
+        description="Applies at once: raising a limit starts waiting executions in order; lowering "
+        "it lets running ones finish and grants nothing until below.",
+        responses={200: PolicySerializer, **WRITE_ERRORS},
+    ),
+    partial_update=extend_schema(
+        summary="Change a policy (staff)",
+        description="Applies at once, as for a replacement.",
+        responses={200: PolicySerializer, **WRITE_ERRORS},
+    ),
+    destroy=extend_schema(
+        summary="Delete a policy (staff)",
+        description="The next policy in precedence applies at once.",
+        responses={204: None, **errors(401, 403, 404)},
+    ),
+)
+class PolicyViewSet(
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.CreateModelMixin,
+    mixins.UpdateModelMixin,
+    mixins.DestroyModelMixin,
+    GenericViewSet,
+):
+    queryset = Policy.objects.select_related("pack", "action").order_by("scope", "-priority", "pk")
+    serializer_class = PolicySerializer
+    permission_classes = [IsStaffOrReadOnly]
+    pagination_class = ApiPagination
+    lookup_field = "name"
+    lookup_value_regex = r"[^/]+"
+
+    def get_object(self) -> Policy:
+        name = self.kwargs["name"]
+        policy = self.get_queryset().filter(name=name).first()
+        if policy is None:
+            raise NotFound(f"Policy '{name}' not found")
+        self.check_object_permissions(self.request, policy)
+        return policy
+
+    def perform_destroy(self, instance: Policy) -> None:
+        catalog.delete_policy(instance)

@@ -51,7 +51,7 @@ def test_it_times_out_executions_stuck_behind_a_blocked_slot_and_takes_them_out_
         assert execution.status == S.TIMEOUT
         assert execution.error == (
             "Timed out waiting in the queue: waited more than 2 s "
-            f"(queue_timeout_seconds of action '{action.ref}')."
+            f"(the queue_timeout_seconds in force for action '{action.ref}')."
         )
         assert execution.started_at is None
         waited = (execution.completed_at - execution.enqueued_at).total_seconds()

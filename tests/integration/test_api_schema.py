@@ -27,6 +27,9 @@ PATHS = {
     "/api/v1/executions/{id}": {"get"},
     "/api/v1/executions/{id}/cancel": {"post"},
     "/api/v1/audit": {"get"},
+    "/api/v1/policies": {"get", "post"},
+    "/api/v1/policies/{name}": {"get", "put", "patch", "delete"},
+    "/api/v1/actions/{ref}/policies": {"get"},
 }
 
 

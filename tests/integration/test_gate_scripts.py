@@ -7,7 +7,17 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from queues.gate import KEEP_LIMIT, Admission, BatchAdmission, Gate, RestoreState
+from queues.gate import (
+    DEFAULT_PRIORITY,
+    KEEP_LIMIT,
+    MAX_PRIORITY,
+    Admission,
+    BatchAdmission,
+    Gate,
+    RestoreState,
+    order_score,
+    seq_of,
+)
 from queues.keys import QueueRef
 
 pytestmark = pytest.mark.integration
@@ -35,7 +45,7 @@ def admit_batch(
 def admit(
     gate: Gate, queue: QueueRef, execution_id: str, limit: int | None = 2, max_waiting: int = 100
 ) -> Admission | BatchAdmission:
-    """One execution through admit_v3: its admission, or the batch's
+    """One execution through admit_v4: its admission, or the batch's
     outcome when nothing was admitted."""
     batch = admit_batch(gate, queue, [execution_id], limit, max_waiting)
     return batch.admissions[0] if batch.outcome == "admitted" else batch
@@ -121,7 +131,7 @@ def test_it_removes_a_waiting_execution_and_keeps_the_others_order(gate: Gate, q
     assert gate.waiting_ids(queue) == ["e1", "e3", "e4"]
     assert gate.redis.hget(queue.meta, "total_terminal") == "1"
     # e2 was admitted third: its enqueue time, kept under seq 3, is gone too.
-    assert sorted(gate.redis.hkeys(queue.enqueued), key=int) == ["2", "4", "5"]
+    assert sorted(seq_of(int(score)) for score in gate.redis.hkeys(queue.enqueued)) == [2, 4, 5]
 
 
 def test_it_renews_only_leases_still_held(gate: Gate, queue: QueueRef) -> None:
@@ -241,22 +251,27 @@ def test_it_renews_leases_of_several_queues_in_one_call(gate: Gate, queue: Queue
 
 def test_it_keeps_one_enqueue_time_per_waiting_execution_under_its_score(gate: Gate, queue: QueueRef) -> None:
     admit_batch(gate, queue, ["h0", "h1", "h2", "h3"], limit=1)
-    assert sorted(gate.redis.hkeys(queue.enqueued), key=int) == ["2", "3", "4"]
-    head_since = int(gate.redis.hget(queue.enqueued, "2"))
+    assert sorted(seq_of(int(score)) for score in gate.redis.hkeys(queue.enqueued)) == [2, 3, 4]
+    head_since = int(gate.redis.hget(queue.enqueued, str(order_score(DEFAULT_PRIORITY, 2))))
     assert gate.snapshots([queue])[0].oldest_enqueued_ms == head_since
     assert gate.waiting_entry(queue, "h1") == (2, head_since)
 
     # A grant takes the head's time away; the new head's is the oldest.
     gate.release(queue, "h0", limit=1, lease_ms=LEASE_MS, terminal_status="completed")
-    assert sorted(gate.redis.hkeys(queue.enqueued), key=int) == ["3", "4"]
-    assert gate.snapshots([queue])[0].oldest_enqueued_ms == int(gate.redis.hget(queue.enqueued, "3"))
+    assert sorted(seq_of(int(score)) for score in gate.redis.hkeys(queue.enqueued)) == [3, 4]
+    assert gate.snapshots([queue])[0].oldest_enqueued_ms == int(
+        gate.redis.hget(queue.enqueued, str(order_score(DEFAULT_PRIORITY, 3)))
+    )
 
     # A grant put back returns under its own seq, at the head (limit 0, so
     # that the same step does not grant it again at once).
-    gate.release(queue, "h1", limit=0, lease_ms=LEASE_MS, requeue_score=2)
+    gate.release(queue, "h1", limit=0, lease_ms=LEASE_MS, requeue_score=order_score(DEFAULT_PRIORITY, 2))
     assert gate.waiting_ids(queue) == ["h1", "h2", "h3"]
-    assert sorted(gate.redis.hkeys(queue.enqueued), key=int) == ["2", "3", "4"]
-    assert gate.waiting_entry(queue, "h1") == (2, int(gate.redis.hget(queue.enqueued, "2")))
+    assert sorted(seq_of(int(score)) for score in gate.redis.hkeys(queue.enqueued)) == [2, 3, 4]
+    assert gate.waiting_entry(queue, "h1") == (
+        2,
+        int(gate.redis.hget(queue.enqueued, str(order_score(DEFAULT_PRIORITY, 2)))),
+    )
 
 
 def test_a_release_that_keeps_the_limit_grants_by_the_stored_one(gate: Gate, queue: QueueRef) -> None:
@@ -313,3 +328,40 @@ def test_every_end_is_counted_by_status_and_a_rebuild_takes_the_counts_of_the_da
     ended = {"completed": 4, "failed": 1, "cancelled": 0, "timeout": 0, "abandoned": 2}
     gate.restore(queue, RestoreState(2, 9, 9, 9, 7, 4, [], [], terminal_by_status=ended), lease_ms=LEASE_MS)
     assert gate.snapshots([queue])[0].terminal_by_status == ended
+
+
+def test_its_priority_constants_are_the_models() -> None:
+    from executions import models
+
+    assert (DEFAULT_PRIORITY, MAX_PRIORITY) == (models.DEFAULT_PRIORITY, models.MAX_PRIORITY)
+
+
+def test_it_queues_a_higher_priority_ahead_and_equal_ones_in_order(gate: Gate, queue: QueueRef) -> None:
+    batch = gate.admit(
+        queue,
+        ["p0", "p1", "p2", "p3", "p4"],
+        limit=1,
+        max_waiting=100,
+        lease_ms=LEASE_MS,
+        priorities=[5, 1, 9, 1, 9],
+    )
+
+    assert [a.outcome for a in batch.admissions] == ["granted", "queued", "queued", "queued", "queued"]
+    assert gate.waiting_ids(queue) == ["p2", "p4", "p1", "p3"]
+    assert [a.position for a in batch.admissions[1:]] == [1, 1, 3, 2]
+    assert gate.waiting_entry(queue, "p3")[0] == 4  # type: ignore[index]
+
+
+def test_it_cancels_rather_than_queues_at_the_limit_when_told(gate: Gate, queue: QueueRef) -> None:
+    batch = gate.admit(
+        queue, ["c0", "c1", "c2"], limit=1, max_waiting=1, lease_ms=LEASE_MS, cancel_at_limit=True
+    )
+
+    assert [(a.outcome, a.seq) for a in batch.admissions] == [
+        ("granted", 1),
+        ("cancelled", 2),
+        ("cancelled", 3),
+    ]
+    assert gate.waiting_ids(queue) == []
+    meta = gate.redis.hgetall(queue.meta)
+    assert (meta["total_enqueued"], meta["terminal:cancelled"], meta["rejected:at_limit"]) == ("3", "2", "2")

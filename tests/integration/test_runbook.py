@@ -21,6 +21,7 @@ from django.db import connection
 
 from executions.models import Action, Execution, ExecutionStatus
 from executions.services import request_execution
+from queues.gate import order_score
 from queues.keys import QueueRef
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
@@ -54,8 +55,9 @@ def fill(command: str, queue: dict[str, Any]) -> str:
     return (
         command.replace("{a12}", f"{{a{queue['action'].pk}}}")
         .replace("<execution-id>", queue["waiting"][1])
-        # The second waiting execution was the third request: queue seq 3.
-        .replace("<queue-seq>", "3")
+        # The second waiting execution was the third request: queue seq 3,
+        # at the default priority.
+        .replace("<order-score>", str(order_score(5, 3)))
         .replace('"$REDIS_URL"', shlex.quote(settings.REDIS_URL))
     )
 

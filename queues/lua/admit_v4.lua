@@ -1,24 +1,32 @@
--- admit_v3: let a batch of executions through the gate, in list order: each
--- is granted a slot, or queued, or (the whole batch) rejected.
+-- admit_v4: let a batch of executions through the gate, in list order: each
+-- is granted a slot, or queued (or cancelled, under a policy that cancels at
+-- the limit), or (the whole batch) rejected.
 --
 -- KEYS[1] = meta     HASH  limit, seq, grant_seq, total_enqueued,
 --                          total_terminal, total_completed, updated_ms,
 --                          config (token of the action's definition)
--- KEYS[2] = waiting  ZSET  execution id -> order score (today: seq)
+-- KEYS[2] = waiting  ZSET  execution id -> order score: band * 1e12 + seq,
+--                          band = 9 - priority, so a higher priority comes
+--                          first and equal ones keep request order
 -- KEYS[3] = active   ZSET  execution id -> lease deadline (ms, Redis clock)
--- KEYS[4] = enqueued HASH  queue seq of a waiting execution -> enqueued at
+-- KEYS[4] = enqueued HASH  order score of a waiting execution -> enqueued at
 --                          (ms, Redis clock)
 -- ARGV[1] = concurrency limit (-1 = unlimited)
 -- ARGV[2] = max queue length (waiting executions)
 -- ARGV[3] = lease length (ms)
 -- ARGV[4] = config token stored if the queue has none yet
--- ARGV[5..n] = execution ids, in request order
+-- ARGV[5] = at the limit: "queue" (wait in order) or "cancel" (end at once)
+-- ARGV[6..n] = pairs: execution id, priority band (0 = priority 9 .. 9 =
+--              priority 0), in request order
 --
 -- Returns one of:
 --   {"admitted", config, code1, seq1, n1, code2, seq2, n2, ...}
 --        config: the stored config token; then one triple per id:
 --        code "g": granted, n = its grant_seq
 --        code "q": queued,  n = its position (1 = next)
+--        code "c": no slot and the policy cancels at the limit: counted as
+--                  enqueued and ended cancelled (and rejected:at_limit);
+--                  n = 0
 --        code "d": already waiting or holding a slot; seq and n are 0
 --   {"full", waiting}     the ids that would have to wait do not fit in
 --                         the queue: none is admitted; only the counter
@@ -31,35 +39,39 @@ local meta, waiting, active, enqueued = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local limit = tonumber(ARGV[1])
 local max_waiting = tonumber(ARGV[2])
 local lease_ms = tonumber(ARGV[3])
+local cancel_at_limit = ARGV[5] == 'cancel'
+local BAND = 1000000000000
 
 if redis.call('EXISTS', meta) == 0 then
   return {'uninitialized'}
 end
 
 local fresh, seen = {}, {}
-for i = 5, #ARGV do
+local batch_size = 0
+for i = 6, #ARGV, 2 do
   local id = ARGV[i]
   fresh[i] = not (seen[id] or redis.call('ZSCORE', waiting, id) or redis.call('ZSCORE', active, id))
   seen[id] = true
+  batch_size = batch_size + 1
 end
 
 local waiting_count = redis.call('ZCARD', waiting)
 local free = 0
 if waiting_count == 0 then
   if limit < 0 then
-    free = #ARGV
+    free = batch_size
   else
     free = math.max(0, limit - redis.call('ZCARD', active))
   end
 end
 local new_count = 0
-for i = 5, #ARGV do
+for i = 6, #ARGV, 2 do
   if fresh[i] then
     new_count = new_count + 1
   end
 end
-if new_count > free and waiting_count + new_count - free > max_waiting then
-  redis.call('HINCRBY', meta, 'rejected:queue_full', #ARGV - 4)
+if not cancel_at_limit and new_count > free and waiting_count + new_count - free > max_waiting then
+  redis.call('HINCRBY', meta, 'rejected:queue_full', batch_size)
   return {'full', waiting_count}
 end
 
@@ -74,7 +86,8 @@ if not config then
   redis.call('HSET', meta, 'config', config)
 end
 local result = {'admitted', config}
-for i = 5, #ARGV do
+local cancelled = 0
+for i = 6, #ARGV, 2 do
   local id = ARGV[i]
   if not fresh[i] then
     result[#result + 1] = 'd'
@@ -89,18 +102,29 @@ for i = 5, #ARGV do
       result[#result + 1] = 'g'
       result[#result + 1] = seq
       result[#result + 1] = grant_seq
+    elseif cancel_at_limit then
+      cancelled = cancelled + 1
+      result[#result + 1] = 'c'
+      result[#result + 1] = seq
+      result[#result + 1] = 0
     else
+      local score = tonumber(ARGV[i + 1]) * BAND + seq
       waiting_count = waiting_count + 1
-      redis.call('ZADD', waiting, seq, id)
-      redis.call('HSET', enqueued, seq, now_ms)
+      redis.call('ZADD', waiting, score, id)
+      redis.call('HSET', enqueued, score, now_ms)
       result[#result + 1] = 'q'
       result[#result + 1] = seq
-      result[#result + 1] = waiting_count
+      result[#result + 1] = redis.call('ZRANK', waiting, id) + 1
     end
   end
 end
 if new_count > 0 then
   redis.call('HSET', meta, 'seq', seq, 'grant_seq', grant_seq, 'updated_ms', now_ms)
   redis.call('HINCRBY', meta, 'total_enqueued', new_count)
+end
+if cancelled > 0 then
+  redis.call('HINCRBY', meta, 'total_terminal', cancelled)
+  redis.call('HINCRBY', meta, 'terminal:cancelled', cancelled)
+  redis.call('HINCRBY', meta, 'rejected:at_limit', cancelled)
 end
 return result
