@@ -247,8 +247,7 @@ class Policy(models.Model):
             errors["parameters"] = problem
         elif self.parameters and self.concurrency_limit is None:
             errors["parameters"] = "A queue per parameter value needs a concurrency_limit for each."
-        elif self.parameters:
-            errors["parameters"] = "Queues per parameter value are not available yet: leave parameters empty."
+
         if not errors and all(
             value is None
             for value in (self.concurrency_limit, self.max_queue_length, self.queue_timeout_seconds)

@@ -34,6 +34,7 @@ from executions.models import (
     ExecutionStatus,
 )
 from queues import dispatch
+from queues.policy import group_of, resolve
 
 logger = logging.getLogger(__name__)
 S = ExecutionStatus
@@ -146,16 +147,22 @@ def request_executions(
             message = exc.message.replace(exc.field, field, 1) if exc.field else f"{field}: {exc.message}"
             raise InvalidParameters(message, field=field) from None
     requester = requested_by if requested_by is not None and requested_by.is_authenticated else None
+    policy = resolve(action)
     executions = [
         Execution(
-            action=action, action_ref=action.ref, parameters=params, requested_by=requester, priority=priority
+            action=action,
+            action_ref=action.ref,
+            parameters=params,
+            requested_by=requester,
+            priority=priority,
+            queue_group=group_of(policy.parameters, params),
         )
         for params, priority in zip(checked, priorities, strict=True)
     ]
     with transaction.atomic():
         Execution.objects.bulk_create(executions)
         # The gate must never see an execution the database might still roll back.
-        transaction.on_commit(lambda: dispatch.admit(executions, action))
+        transaction.on_commit(lambda: dispatch.admit(executions, action, policy))
     return executions
 
 

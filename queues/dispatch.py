@@ -40,7 +40,7 @@ from queues.gate import (
     new_config_token,
     order_score,
 )
-from queues.keys import QueueRef
+from queues.keys import DEFAULT_GROUP, QueueRef
 from queues.policy import EffectivePolicy, lease_ms, resolve, resolve_limit
 
 logger = logging.getLogger(__name__)
@@ -58,31 +58,40 @@ def _load_action(action_id: int) -> Action:
     return Action.objects.select_related("pack").get(pk=action_id)
 
 
-def admit(executions: list[Execution], action: Action) -> list[Execution]:
+def admit(
+    executions: list[Execution], action: Action, policy: EffectivePolicy | None = None
+) -> list[Execution]:
     """Pass committed ``requested`` executions of ``action`` through its gate,
-    in list order, with one script run and one statement for the batch.
+    in list order, each into its queue (its ``queue_group``), with one
+    script run and one statement for the batch. ``policy`` is the one in
+    force when they were requested (default: read now).
 
     Updates each execution in place and returns them. Raises QueueFull after
-    deleting every row of the batch when the ones that would wait do not
-    fit in the queue, so a rejected request leaves nothing behind.
+    deleting every row of the batch when the ones of some queue that would
+    wait do not fit in it, so a rejected request leaves nothing behind.
     """
     from queues.reconcile import reconcile_action
 
     if not executions:
         return executions
-    queue = QueueRef(action.pk)
     gate = get_gate()
     ids = [str(execution.pk) for execution in executions]
-    policy = resolve(action)
+    policy = policy or resolve(action)
+    by_group: dict[str, list[Execution]] = {}
+    for execution in executions:
+        by_group.setdefault(execution.queue_group, []).append(execution)
+    groups = [
+        (group, [str(e.pk) for e in members], [e.priority for e in members])
+        for group, members in by_group.items()
+    ]
 
     def through_gate() -> BatchAdmission:
-        return gate.admit(
-            queue,
-            ids,
+        return gate.admit_groups(
+            action.pk,
+            groups,
             limit=policy.limit,
             max_waiting=policy.max_queue_length,
             lease_ms=lease_ms(),
-            priorities=[execution.priority for execution in executions],
             cancel_at_limit=policy.cancels_at_limit,
         )
 
@@ -95,8 +104,9 @@ def admit(executions: list[Execution], action: Action) -> list[Execution]:
     if batch.outcome == "full":
         Execution.objects.filter(pk__in=ids).delete()
         metrics.rejected(action.ref, "queue_full", len(ids))
+        of_group = "" if batch.group in (None, DEFAULT_GROUP) else f" (group {batch.group})"
         raise QueueFull(
-            f"Queue for action '{action.ref}' is full: {batch.waiting} executions are waiting "
+            f"Queue for action '{action.ref}'{of_group} is full: {batch.waiting} executions are waiting "
             f"and its max_queue_length is {policy.max_queue_length}"
             + (f"; none of the {len(ids)} requested were admitted." if len(ids) > 1 else "."),
             action_ref=action.ref,
@@ -137,6 +147,7 @@ def admit(executions: list[Execution], action: Action) -> list[Execution]:
     sent_at = time.time()
     for admission in batch.admissions:
         execution = by_id[admission.execution_id]
+        queue = queue_of(execution)
         if admission.outcome == "duplicate":
             _record_earlier_admission(execution, queue)
             execution.refresh_from_db()
@@ -385,18 +396,22 @@ def forget(queue: QueueRef, execution_id: str) -> None:
 
 
 def refill(action: Action) -> int:
-    """Apply the action's current definition: store its limit and a new
-    config token (so every process reads the definition again), and grant
-    every free slot to the queue head, in order. Returns how many
-    executions were granted. ``action`` must be read after the change was
-    committed."""
-    queue = QueueRef(action.pk)
+    """Apply the action's current definition to each of its queues: store
+    its limit and a new config token (so every process reads the definition
+    again), and grant every free slot to each queue's head, in order.
+    Returns how many executions were granted. ``action`` must be read
+    after the change was committed."""
+    gate = get_gate()
     config = new_config_token()
-    result = get_gate().release(queue, None, limit=resolve_limit(action), lease_ms=lease_ms(), config=config)
-    if not result.initialized:
-        return 0
-    _dispatch(queue, result.grants, action=action, config=config)
-    return len(result.grants)
+    limit = resolve_limit(action)
+    granted = 0
+    for group in gate.groups([action.pk])[action.pk]:
+        queue = QueueRef(action.pk, group)
+        result = gate.release(queue, None, limit=limit, lease_ms=lease_ms(), config=config)
+        if result.initialized:
+            _dispatch(queue, result.grants, action=action, config=config)
+            granted += len(result.grants)
+    return granted
 
 
 def refill_actions(action_ids: list[int]) -> int:

@@ -16,7 +16,7 @@ from typing import Any
 import redis
 from redis.commands.core import AsyncScript, Script
 
-from queues.keys import QueueRef
+from queues.keys import DEFAULT_GROUP, QueueRef, groups_key
 from queues.redis_client import get_redis
 
 LUA_DIR = Path(__file__).resolve().parent / "lua"
@@ -64,7 +64,7 @@ class Grant:
 
 @dataclass(frozen=True)
 class Admission:
-    """What admit_v4 decided for one execution of a batch. ``outcome`` is
+    """What admit_v5 decided for one execution of a batch. ``outcome`` is
     granted, queued, cancelled (no slot, and the policy cancels at the
     limit) or duplicate."""
 
@@ -77,7 +77,7 @@ class Admission:
 
 @dataclass(frozen=True)
 class BatchAdmission:
-    """What admit_v4 decided for a batch. ``outcome`` is admitted (see
+    """What admit_v5 decided for a batch. ``outcome`` is admitted (see
     ``admissions``, one per id in request order), full (nothing written;
     ``waiting`` says how many wait) or uninitialized (nothing written).
     ``config`` is the queue's action config token (see Release)."""
@@ -86,6 +86,8 @@ class BatchAdmission:
     admissions: list[Admission] = field(default_factory=list)
     waiting: int | None = None
     config: str = ""
+    # The group whose queue was full.
+    group: str | None = None
 
 
 @dataclass(frozen=True)
@@ -162,33 +164,58 @@ class Gate:
         priorities: list[int] | None = None,
         cancel_at_limit: bool = False,
     ) -> BatchAdmission:
-        """Admit ``execution_ids`` in list order, in one script run, each
-        with its priority (default: all equal). ``config`` is stored as the
-        queue's config token if it has none. With ``cancel_at_limit``, the
-        ones that find no free slot are cancelled rather than queued."""
-        priorities = priorities or [DEFAULT_PRIORITY] * len(execution_ids)
-        pairs: list[Any] = []
-        for execution_id, priority in zip(execution_ids, priorities, strict=True):
-            pairs.extend([execution_id, MAX_PRIORITY - priority])
-        reply = self._run(
-            "admit_v4",
-            queue.all_keys(),
-            [
-                _limit_arg(limit),
-                max_waiting,
-                lease_ms,
-                config or new_config_token(),
-                "cancel" if cancel_at_limit else "queue",
-                *pairs,
-            ],
+        """``admit_groups`` for a batch of one queue."""
+        return self.admit_groups(
+            queue.action_id,
+            [(queue.group, execution_ids, priorities or [DEFAULT_PRIORITY] * len(execution_ids))],
+            limit=limit,
+            max_waiting=max_waiting,
+            lease_ms=lease_ms,
+            config=config,
+            cancel_at_limit=cancel_at_limit,
         )
+
+    def admit_groups(
+        self,
+        action_id: int,
+        groups: list[tuple[str, list[str], list[int]]],
+        *,
+        limit: int | None,
+        max_waiting: int,
+        lease_ms: int,
+        config: str = "",
+        cancel_at_limit: bool = False,
+    ) -> BatchAdmission:
+        """Admit a batch of one action in one script run: per group, its
+        execution ids in request order, each with its priority. All or
+        nothing across groups when one is full. ``config`` is stored as the
+        action's config token if it has none. With ``cancel_at_limit``, the
+        ones that find no free slot are cancelled rather than queued.
+        Admissions come in ``groups`` order."""
+        keys = [groups_key(action_id), QueueRef(action_id, DEFAULT_GROUP).meta]
+        args: list[Any] = [
+            _limit_arg(limit),
+            max_waiting,
+            lease_ms,
+            config or new_config_token(),
+            "cancel" if cancel_at_limit else "queue",
+            len(groups),
+        ]
+        ordered_ids: list[str] = []
+        for group, execution_ids, priorities in groups:
+            keys.extend(QueueRef(action_id, group).all_keys())
+            args.extend([group, len(execution_ids)])
+            for execution_id, priority in zip(execution_ids, priorities, strict=True):
+                args.extend([execution_id, MAX_PRIORITY - priority])
+            ordered_ids.extend(execution_ids)
+        reply = self._run("admit_v5", keys, args)
         outcome = str(reply[0])
         if outcome == "full":
-            return BatchAdmission(outcome, waiting=int(reply[1]))
+            return BatchAdmission(outcome, group=str(reply[1]), waiting=int(reply[2]))
         if outcome != "admitted":
             return BatchAdmission(outcome)
         admissions = []
-        for execution_id, i in zip(execution_ids, range(2, len(reply), 3), strict=True):
+        for execution_id, i in zip(ordered_ids, range(2, len(reply), 3), strict=True):
             code, seq, n = str(reply[i]), int(reply[i + 1]), int(reply[i + 2])
             if code == "g":
                 admissions.append(Admission(execution_id, "granted", seq=seq, grant_seq=n))
@@ -199,6 +226,18 @@ class Gate:
             else:
                 admissions.append(Admission(execution_id, "duplicate"))
         return BatchAdmission(outcome, admissions, config=str(reply[1]))
+
+    def groups(self, action_ids: list[int]) -> dict[int, list[str]]:
+        """Each action's groups, "default" first, in one round trip."""
+        if not action_ids:
+            return {}
+        pipe = self.redis.pipeline(transaction=False)
+        for action_id in action_ids:
+            pipe.smembers(groups_key(action_id))
+        return {
+            action_id: [DEFAULT_GROUP, *sorted(str(member) for member in members)]
+            for action_id, members in zip(action_ids, pipe.execute(), strict=True)
+        }
 
     def release(
         self,
@@ -271,6 +310,9 @@ class Gate:
         for execution_id, score, since_ms in state.waiting:
             args.extend([execution_id, score, since_ms])
         args.extend(state.active)
+        if queue.group != DEFAULT_GROUP:
+            # Idempotent, so it need not be atomic with the restore.
+            self.redis.sadd(groups_key(queue.action_id), queue.group)
         reply = self._run("restore_v3", queue.all_keys(), args)
         return int(reply[0]), int(reply[1])
 
@@ -344,8 +386,54 @@ class Gate:
             )
         return snapshots
 
+    def action_snapshots(self, action_ids: list[int]) -> list[QueueSnapshot]:
+        """One snapshot per action, its groups' queues added up (the
+        default group's QueueRef names it): waiting, active and every
+        counter summed, the oldest wait and the latest update of any group.
+        ``limit`` is each group's. Two round trips, however many groups."""
+        groups = self.groups(action_ids)
+        queues = [QueueRef(action_id, group) for action_id in action_ids for group in groups[action_id]]
+        by_action: dict[int, list[QueueSnapshot]] = {}
+        for snapshot in self.snapshots(queues):
+            by_action.setdefault(snapshot.queue.action_id, []).append(snapshot)
+        return [_merged(by_action[action_id]) for action_id in action_ids]
+
     def delete(self, queue: QueueRef) -> None:
         self.redis.delete(*queue.all_keys())
+        if queue.group != DEFAULT_GROUP:
+            self.redis.srem(groups_key(queue.action_id), queue.group)
+
+
+def _merged(snapshots: list[QueueSnapshot]) -> QueueSnapshot:
+    first = snapshots[0]
+    if len(snapshots) == 1:
+        return first
+
+    def added(name: str) -> dict[str, int]:
+        total: dict[str, int] = {}
+        for snapshot in snapshots:
+            for key, count in getattr(snapshot, name).items():
+                total[key] = total.get(key, 0) + count
+        return total
+
+    oldest = [s.oldest_enqueued_ms for s in snapshots if s.oldest_enqueued_ms is not None]
+    updated = [s.updated_ms for s in snapshots if s.updated_ms is not None]
+    return QueueSnapshot(
+        queue=first.queue,
+        exists=first.exists,
+        limit=first.limit,
+        waiting=sum(s.waiting for s in snapshots),
+        active=sum(s.active for s in snapshots),
+        oldest_enqueued_ms=min(oldest) if oldest else None,
+        total_enqueued=sum(s.total_enqueued for s in snapshots),
+        total_terminal=sum(s.total_terminal for s in snapshots),
+        total_completed=sum(s.total_completed for s in snapshots),
+        updated_ms=max(updated) if updated else None,
+        seq=first.seq,
+        grant_seq=first.grant_seq,
+        terminal_by_status=added("terminal_by_status"),
+        rejected_by_reason=added("rejected_by_reason"),
+    )
 
 
 def _counters(meta: dict[str, str], prefix: str) -> dict[str, int]:

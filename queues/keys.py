@@ -27,6 +27,11 @@ key                                type   contents
                                            enqueued ms; keyed by the score (unique:
                                            it holds the seq) rather than the id,
                                            40 bytes less per waiting execution
+``<p>:{a<id>}:groups``              SET    the action's groups other than
+                                           ``default`` (a policy with
+                                           ``parameters`` makes one per
+                                           combination of values; see
+                                           queues.policy.group_of)
 ``<p>:lock:<name>``                 STR    a redis-py Lock: ``reaper``,
                                            ``reconcile:<action id>``,
                                            ``stats-flush``
@@ -83,6 +88,11 @@ class QueueRef:
 
     def all_keys(self) -> list[str]:
         return [self.meta, self.waiting, self.active, self.enqueued]
+
+
+def groups_key(action_id: int) -> str:
+    """The SET of an action's groups other than the default one."""
+    return f"{prefix()}:{{a{action_id}}}:groups"
 
 
 def lock_key(name: str) -> str:

@@ -9,7 +9,6 @@ from datetime import UTC, datetime
 
 from executions.models import Action
 from queues.gate import get_gate
-from queues.keys import QueueRef
 
 
 @dataclass(frozen=True)
@@ -34,13 +33,14 @@ def _from_ms(value: int | None) -> datetime | None:
 
 
 def live_queues(actions: list[Action] | None = None) -> list[LiveQueue]:
-    """One LiveQueue per action, read in one Redis round trip. Ages are on
+    """One LiveQueue per action, its groups added up, read in three Redis
+    round trips. Ages are on
     the Redis clock, the same clock that stamped the entries."""
     if actions is None:
         actions = list(Action.objects.select_related("pack").order_by("ref"))
     gate = get_gate()
     now_ms = gate.now_ms()
-    snapshots = gate.snapshots([QueueRef(action.pk) for action in actions])
+    snapshots = gate.action_snapshots([action.pk for action in actions])
     return [
         LiveQueue(
             action_id=action.pk,

@@ -20,6 +20,8 @@ the queues it covers (executions/signals.py).
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -28,8 +30,37 @@ from django.conf import settings
 from django.db.models import Q
 
 from executions.models import Action, Policy, PolicyMethod, PolicyScope
+from queues.keys import DEFAULT_GROUP
 
 SCOPES = (PolicyScope.ACTION, PolicyScope.PACK, PolicyScope.GLOBAL)
+# A group name longer than this (many or long values) is replaced by a hash
+# of it: it is part of every Redis key of the queue and a column of each row.
+MAX_GROUP_NAME = 100
+
+
+def group_of(paths: Iterable[str], parameters: Any) -> str:
+    """The queue (group) of an execution with ``parameters`` under a policy
+    splitting by ``paths``: the JSON of the values found, each as ``[value]``,
+    or ``[]`` where the request has none, so a missing value is a value of
+    its own and never equal to any given one (``null`` included). No paths:
+    the action's one queue, ``default``."""
+    paths = list(paths)
+    if not paths:
+        return DEFAULT_GROUP
+    values: list[list[Any]] = []
+    for path in paths:
+        node, found = parameters, True
+        for part in path.split("."):
+            if isinstance(node, dict) and part in node:
+                node = node[part]
+            else:
+                found = False
+                break
+        values.append([node] if found else [])
+    name = json.dumps(values, sort_keys=True, separators=(",", ":"))
+    if len(name) > MAX_GROUP_NAME:
+        return "sha256:" + hashlib.sha256(name.encode()).hexdigest()[:40]
+    return name
 
 
 @dataclass(frozen=True)

@@ -113,13 +113,16 @@ def reap_once() -> ReapReport:
     try:
         report.rebuilt = [r.action_ref for r in reconcile_missing()]
         actions = list(Action.objects.select_related("pack").order_by("pk"))
+        by_id = {action.pk: action for action in actions}
+        groups = gate.groups(list(by_id))
+        queues = [QueueRef(action.pk, group) for action in actions for group in groups[action.pk]]
         now_ms = gate.now_ms()
         pipe = gate.redis.pipeline(transaction=False)
-        for action in actions:
-            pipe.zrangebyscore(QueueRef(action.pk).active, "-inf", now_ms)
-        for action, expired in zip(actions, pipe.execute(), strict=True):
+        for queue in queues:
+            pipe.zrangebyscore(queue.active, "-inf", now_ms)
+        for queue, expired in zip(queues, pipe.execute(), strict=True):
             for execution_id in _in_queue_order([str(member) for member in expired]):
-                _reclaim(execution_id, QueueRef(action.pk), action, report)
+                _reclaim(execution_id, queue, by_id[queue.action_id], report)
         busy = set(
             Execution.objects.filter(status__in=[S.QUEUED, S.REQUESTED])
             .values_list("action_id", flat=True)

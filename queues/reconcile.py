@@ -27,7 +27,7 @@ from executions.models import (
 )
 from queues import dispatch
 from queues.gate import RestoreState, get_gate, order_score
-from queues.keys import QueueRef, lock_key
+from queues.keys import DEFAULT_GROUP, QueueRef, lock_key
 from queues.policy import lease_ms, resolve_limit
 
 logger = logging.getLogger(__name__)
@@ -62,46 +62,62 @@ def _ms(value: object) -> int:
     return int(value.timestamp() * 1000) if value else 0  # type: ignore[attr-defined]
 
 
-def _database_state(action: Action) -> RestoreState:
+def _database_state(action: Action) -> dict[str, RestoreState]:
+    """Each of the action's queues (groups) as the database has it; the
+    default group always, since its state marks the action's as built."""
     executions = Execution.objects.filter(action=action)
     # The counters count what passed through the gate (a queue seq): a
     # request cancelled before its gate step never entered, nor left.
     gated = Q(queue_seq__isnull=False)
-    totals = executions.aggregate(
-        seq=Max("queue_seq"),
-        grant_seq=Max("grant_seq"),
-        enqueued=Count("pk", filter=gated),
-        terminal=Count("pk", filter=gated & Q(status__in=TERMINAL_STATUSES)),
-        completed=Count("pk", filter=gated & Q(status=S.COMPLETED)),
-    )
+    totals = {
+        row["queue_group"]: row
+        for row in executions.values("queue_group")
+        .annotate(
+            seq=Max("queue_seq"),
+            grant_seq=Max("grant_seq"),
+            enqueued=Count("pk", filter=gated),
+            terminal=Count("pk", filter=gated & Q(status__in=TERMINAL_STATUSES)),
+            completed=Count("pk", filter=gated & Q(status=S.COMPLETED)),
+        )
+        .order_by()
+    }
     # An execution left `requested` but holding a seq was admitted and its
     # process died before recording `queued`: it waits like the others.
-    waiting = list(
+    waiting = (
         executions.filter(status__in=[S.QUEUED, S.REQUESTED], queue_seq__isnull=False)
         .order_by("queue_seq")
-        .values_list("pk", "queue_seq", "priority", "enqueued_at", "created")
+        .values_list("queue_group", "pk", "queue_seq", "priority", "enqueued_at", "created")
     )
-    active = list(executions.filter(status__in=ACTIVE_STATUSES).values_list("pk", flat=True))
-    ended = dict(
+    active = executions.filter(status__in=ACTIVE_STATUSES).values_list("queue_group", "pk")
+    ended = (
         executions.filter(gated, status__in=TERMINAL_STATUSES)
-        .values_list("status")
+        .values_list("queue_group", "status")
         .annotate(count=Count("pk"))
-        .values_list("status", "count")
+        .values_list("queue_group", "status", "count")
+        .order_by()
     )
-    return RestoreState(
-        limit=resolve_limit(action),
-        seq=totals["seq"] or 0,
-        grant_seq=totals["grant_seq"] or 0,
-        total_enqueued=totals["enqueued"],
-        total_terminal=totals["terminal"],
-        total_completed=totals["completed"],
-        waiting=[
-            (str(pk), order_score(priority, seq), _ms(enqueued_at or created))
-            for pk, seq, priority, enqueued_at, created in waiting
-        ],
-        active=[str(pk) for pk in active],
-        terminal_by_status={str(status): int(ended.get(status, 0)) for status in sorted(TERMINAL_STATUSES)},
-    )
+    limit = resolve_limit(action)
+    states: dict[str, RestoreState] = {}
+    for group in sorted({DEFAULT_GROUP, *totals}):
+        row = totals.get(group, {})
+        states[group] = RestoreState(
+            limit=limit,
+            seq=row.get("seq") or 0,
+            grant_seq=row.get("grant_seq") or 0,
+            total_enqueued=row.get("enqueued", 0),
+            total_terminal=row.get("terminal", 0),
+            total_completed=row.get("completed", 0),
+            waiting=[],
+            active=[],
+            terminal_by_status=dict.fromkeys(sorted(TERMINAL_STATUSES), 0),
+        )
+    for group, pk, seq, priority, enqueued_at, created in waiting:
+        states[group].waiting.append((str(pk), order_score(priority, seq), _ms(enqueued_at or created)))
+    for group, pk in active:
+        states[group].active.append(str(pk))
+    for group, status, count in ended:
+        states[group].terminal_by_status[str(status)] = int(count)
+    return states
 
 
 def _free_stale(action: Action, queue: QueueRef) -> int:
@@ -158,7 +174,6 @@ def admit_stranded_requests(action: Action, *, older_than_seconds: float) -> int
 def reconcile_action(action: Action, *, admit_requested: bool = True) -> ReconcileReport:
     """Make one action's Redis state agree with the database."""
     gate = get_gate()
-    queue = QueueRef(action.pk)
     report = ReconcileReport(action.ref)
     lock = gate.redis.lock(
         lock_key(f"reconcile:{action.pk}"),
@@ -166,10 +181,13 @@ def reconcile_action(action: Action, *, admit_requested: bool = True) -> Reconci
         blocking_timeout=RECONCILE_LOCK_WAIT_SECONDS,
     )
     with lock:
-        report.waiting_added, report.active_added = gate.restore(
-            queue, _database_state(action), lease_ms=lease_ms()
-        )
-        report.stale_freed = _free_stale(action, queue)
+        for group, state in _database_state(action).items():
+            queue = QueueRef(action.pk, group)
+            waiting_added, active_added = gate.restore(queue, state, lease_ms=lease_ms())
+            report.waiting_added += waiting_added
+            report.active_added += active_added
+        for group in gate.groups([action.pk])[action.pk]:
+            report.stale_freed += _free_stale(action, QueueRef(action.pk, group))
         report.granted = dispatch.refill(action)
     if admit_requested:
         report.requested_admitted = admit_stranded_requests(

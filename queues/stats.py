@@ -35,7 +35,7 @@ from redis.lock import Lock
 
 from executions.models import ACTIVE_STATUSES, TERMINAL_STATUSES, Action, Execution, ExecutionStatus
 from queues.gate import QueueSnapshot, get_gate
-from queues.keys import QueueRef, lock_key
+from queues.keys import lock_key
 from queues.models import QueueStats
 from queues.policy import resolve_many
 
@@ -112,7 +112,7 @@ def flush_once() -> FlushReport:
     """
     started = time.monotonic()
     action_ids = list(Action.objects.order_by("pk").values_list("pk", flat=True))
-    snapshots = get_gate().snapshots([QueueRef(action_id) for action_id in action_ids])
+    snapshots = get_gate().action_snapshots(action_ids)
     stored = {
         action_id: (last_updated, limit)
         for action_id, last_updated, limit in QueueStats.objects.values_list(

@@ -33,3 +33,9 @@ def ignore_soft_time_limit(seconds: float) -> dict[str, float]:
         except SoftTimeLimitExceeded:
             continue
     return {"slept": seconds}
+
+
+def deploy(index: int, host: str, seconds: float = 0.0) -> dict[str, object]:
+    """A stand-in for a deploy to one host: what a per-host policy guards."""
+    time.sleep(seconds)
+    return {"index": index, "host": host}

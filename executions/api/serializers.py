@@ -131,6 +131,7 @@ class ExecutionSerializer(serializers.ModelSerializer):
             "queue_seq",
             "grant_seq",
             "priority",
+            "queue_group",
             "requested_by",
             "cancelled_by",
         ]

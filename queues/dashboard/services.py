@@ -103,30 +103,42 @@ def queue_detail(action_ref: str, *, limit: int = MAX_LISTED) -> dict[str, Any]:
     and is shown as unknown.
     """
     action = get_action(action_ref)
-    queue = QueueRef(action.pk)
     gate = get_gate()
+    queues = [QueueRef(action.pk, group) for group in gate.groups([action.pk])[action.pk]]
     pipe = gate.redis.pipeline(transaction=False)
-    pipe.zrange(queue.waiting, 0, max(0, limit - 1))
-    pipe.zcard(queue.waiting)
-    pipe.zrange(queue.active, 0, -1)
-    waiting_ids, waiting_total, active_ids = pipe.execute()
-    rows = Execution.objects.select_related("requested_by").in_bulk([*waiting_ids, *active_ids])
+    for queue in queues:
+        pipe.zrange(queue.waiting, 0, max(0, limit - 1))
+        pipe.zcard(queue.waiting)
+        pipe.zrange(queue.active, 0, -1)
+    replies = pipe.execute()
+    per_queue = [(queue, *replies[i * 3 : i * 3 + 3]) for i, queue in enumerate(queues)]
+    all_ids = [pk for _, waiting_ids, _, active_ids in per_queue for pk in (*waiting_ids, *active_ids)]
+    rows = Execution.objects.select_related("requested_by").in_bulk(all_ids)
     by_id = {str(pk): execution for pk, execution in rows.items()}
     now = timezone.now()
-    waiting = []
-    for index, execution_id in enumerate(waiting_ids):
-        execution = by_id.get(str(execution_id))
-        row = (
-            _execution_row(execution, now)
-            if execution
-            else {"id": str(execution_id), "status": "unknown", "parameters": None}
-        )
-        waiting.append({"position": index + 1, **row})
-    active = [_execution_row(by_id[str(i)], now) for i in active_ids if str(i) in by_id]
+    waiting: list[dict[str, Any]] = []
+    active: list[dict[str, Any]] = []
+    waiting_total = 0
+    # Each group is a queue of its own: positions count within it.
+    for queue, waiting_ids, group_total, active_ids in per_queue:
+        waiting_total += int(group_total)
+        for index, execution_id in enumerate(waiting_ids[: max(0, limit - len(waiting))]):
+            execution = by_id.get(str(execution_id))
+            row = (
+                _execution_row(execution, now)
+                if execution
+                else {"id": str(execution_id), "status": "unknown", "parameters": None}
+            )
+            waiting.append({"position": index + 1, "group": queue.group, **row})
+        active += [
+            {"group": queue.group, **_execution_row(by_id[str(i)], now)}
+            for i in active_ids
+            if str(i) in by_id
+        ]
     active.sort(key=lambda row: row["started_at"] or "")
     return {
         "action": action.ref,
-        "waiting_total": int(waiting_total),
+        "waiting_total": waiting_total,
         "waiting": waiting,
         "active": active,
     }

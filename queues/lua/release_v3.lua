@@ -1,6 +1,6 @@
 -- release_v3: free one execution's slot and hand free slots to the queue head.
 --
--- KEYS[1] = meta     HASH  (see admit_v4.lua)
+-- KEYS[1] = meta     HASH  (see admit_v5.lua)
 -- KEYS[2] = waiting  ZSET  execution id -> order score
 -- KEYS[3] = active   ZSET  execution id -> lease deadline (ms)
 -- KEYS[4] = enqueued HASH  queue seq of a waiting execution -> enqueued at (ms)

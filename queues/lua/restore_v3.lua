@@ -5,7 +5,7 @@
 -- which hand their slots on). Safe on a live queue: an entry that moved on
 -- since the database was read is left where it is.
 --
--- KEYS[1] = meta     HASH  (see admit_v4.lua)
+-- KEYS[1] = meta     HASH  (see admit_v5.lua)
 -- KEYS[2] = waiting  ZSET  execution id -> order score
 -- KEYS[3] = active   ZSET  execution id -> lease deadline (ms)
 -- KEYS[4] = enqueued HASH  queue seq of a waiting execution -> enqueued at (ms)

@@ -45,7 +45,7 @@ def admit_batch(
 def admit(
     gate: Gate, queue: QueueRef, execution_id: str, limit: int | None = 2, max_waiting: int = 100
 ) -> Admission | BatchAdmission:
-    """One execution through admit_v4: its admission, or the batch's
+    """One execution through admit_v5: its admission, or the batch's
     outcome when nothing was admitted."""
     batch = admit_batch(gate, queue, [execution_id], limit, max_waiting)
     return batch.admissions[0] if batch.outcome == "admitted" else batch

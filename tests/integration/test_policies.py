@@ -273,3 +273,91 @@ def test_reconcile_after_losing_redis_keeps_priority_order(make_action: Any, red
     assert redis_db.zrange(QueueRef(action.pk).waiting, 0, -1) == [str(high), str(mid), str(low)]
     _finish(blocker)
     assert Execution.objects.get(pk=high).status == S.SCHEDULED
+
+
+@pytest.fixture
+def per_host(make_action: Any, redis_db: Any) -> Any:
+    action = make_action(
+        "deploy",
+        parameters_schema={"type": "object", "properties": {"host": {}, "index": {"type": "integer"}}},
+    )
+    Policy.objects.create(
+        name="one-per-host", scope="action", action=action, concurrency_limit=1, parameters=["host"]
+    )
+    return action
+
+
+def test_each_parameter_value_is_a_queue_with_its_own_limit_and_order(per_host: Any) -> None:
+    requests = [
+        (host, request_execution(per_host.ref, {"host": host, "index": i}))
+        for i in range(3)
+        for host in "abc"
+    ]
+    by_host = {host: [e.pk for h, e in requests if h == host] for host in "abc"}
+
+    assert {e.queue_group for _, e in requests} == {'[["a"]]', '[["b"]]', '[["c"]]'}
+    for ids in by_host.values():
+        assert _statuses(ids) == [S.SCHEDULED, S.QUEUED, S.QUEUED]
+        assert [Execution.objects.get(pk=pk).queue_seq for pk in ids] == [1, 2, 3]
+    _finish(by_host["a"][0])
+    assert _statuses(by_host["a"]) == [S.COMPLETED, S.SCHEDULED, S.QUEUED]
+    assert _statuses(by_host["b"]) == [S.SCHEDULED, S.QUEUED, S.QUEUED]
+
+
+def test_a_missing_value_is_a_value_of_its_own(per_host: Any) -> None:
+    missing = request_execution(per_host.ref, {})
+    missing_too = request_execution(per_host.ref, {"index": 1})
+    null = request_execution(per_host.ref, {"host": None})
+
+    assert (missing.queue_group, null.queue_group) == ("[[]]", "[[null]]")
+    assert (missing.status, missing_too.status, null.status) == (S.SCHEDULED, S.QUEUED, S.SCHEDULED)
+
+
+def test_a_batch_over_several_queues_is_all_or_nothing(bob: APIClient, per_host: Any) -> None:
+    Policy.objects.filter(name="one-per-host").update(max_queue_length=1)
+    bob.post("/api/v1/executions", [{"action": per_host.ref, "parameters": {"host": "a"}}] * 2, format="json")
+
+    response = bob.post(
+        "/api/v1/executions",
+        [{"action": per_host.ref, "parameters": {"host": host}} for host in ("b", "c", "a")],
+        format="json",
+    )
+
+    assert response.status_code == 429
+    assert response.json()["error"].startswith(
+        f"""Queue for action '{per_host.ref}' (group [["a"]]) is full"""
+    )
+    assert Execution.objects.count() == 2
+    assert Execution.objects.filter(queue_group='[["b"]]').count() == 0
+
+
+def test_reconcile_rebuilds_every_queue_of_an_action(per_host: Any, redis_db: Any) -> None:
+    ids = {host: [request_execution(per_host.ref, {"host": host}).pk for _ in range(3)] for host in "ab"}
+    redis_db.flushdb()
+
+    reconcile_action(per_host)
+
+    for host, group_ids in ids.items():
+        queue = QueueRef(per_host.pk, f'[["{host}"]]')
+        assert redis_db.zrange(queue.waiting, 0, -1) == [str(pk) for pk in group_ids[1:]]
+        assert redis_db.zrange(queue.active, 0, -1) == [str(group_ids[0])]
+    _finish(ids["b"][0])
+    assert _statuses(ids["b"]) == [S.COMPLETED, S.SCHEDULED, S.QUEUED]
+
+
+def test_switching_parameters_on_a_busy_action_lets_the_waiting_drain_where_they_are(
+    make_action: Any, redis_db: Any
+) -> None:
+    action = make_action("switched", parameters_schema={"type": "object", "properties": {"host": {}}})
+    policy = Policy.objects.create(name="switch", scope="action", action=action, concurrency_limit=1)
+    before = [request_execution(action.ref, {"host": "a"}).pk for _ in range(3)]
+
+    policy.parameters = ["host"]
+    policy.save()
+    after = request_execution(action.ref, {"host": "a"})
+    _finish(before[0])
+
+    assert {Execution.objects.get(pk=pk).queue_group for pk in before} == {"default"}
+    assert after.queue_group == '[["a"]]'
+    assert after.status == S.SCHEDULED
+    assert _statuses(before) == [S.COMPLETED, S.SCHEDULED, S.QUEUED]

@@ -139,7 +139,7 @@ def test_it_records_a_place_in_the_queue_whose_admission_was_never_written(
     action = make_action("died_admitting", concurrency_limit=1)
     queue = QueueRef(action.pk)
     holder = request_execution(action.ref, {})
-    # Committed, through admit_v4 into the queue, then the process died
+    # Committed, through admit_v5 into the queue, then the process died
     # before recording `queued` and the seq.
     stranded = Execution.objects.create(action=action, action_ref=action.ref, parameters={})
     batch = get_gate().admit(queue, [str(stranded.pk)], limit=1, max_waiting=100, lease_ms=30000)
