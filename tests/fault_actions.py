@@ -45,3 +45,11 @@ def read_runs(log: str) -> list[int]:
         return []
     with open(log) as handle:
         return [int(line) for line in handle if line.strip()]
+
+
+def record_deploy(index: int, log: str, host: str, seconds: float = 0.0) -> dict[str, object]:
+    """record_run for an action with a queue per host."""
+    _append(log, str(index))
+    if seconds:
+        time.sleep(seconds)
+    return {"index": index, "host": host}

@@ -17,7 +17,6 @@ import redis
 
 from executions.models import TERMINAL_STATUSES, Action, Execution, ExecutionStatus
 from queues.gate import get_gate
-from queues.keys import QueueRef
 from tests.conftest import ROOT, WorkerProcess, spawn, subprocess_env, wait_until
 
 S = ExecutionStatus
@@ -74,10 +73,11 @@ def terminal_counts(action: Action) -> dict[str, int]:
 
 
 def assert_gate_drained_and_counted(actions: Iterable[Action]) -> None:
-    """Every queue empty, no slot held, and the Redis counters equal the
-    counts over the executions table."""
+    """Every queue (every group of each action) empty, no slot held, and
+    the Redis counters, added up over the groups, equal the counts over the
+    executions table."""
     actions = list(actions)
-    snapshots = get_gate().snapshots([QueueRef(action.pk) for action in actions])
+    snapshots = get_gate().action_snapshots([action.pk for action in actions])
     for action, snapshot in zip(actions, snapshots, strict=True):
         assert snapshot.exists, f"{action.ref}: no queue state in Redis"
         assert (snapshot.waiting, snapshot.active) == (0, 0), (
@@ -103,10 +103,10 @@ def wait_gate_drained(actions: Iterable[Action], *, timeout: float) -> None:
     killed process never made is the reaper's, a lease later), then check
     the counters."""
     actions = list(actions)
-    queues = [QueueRef(action.pk) for action in actions]
+    action_ids = [action.pk for action in actions]
 
     def drained() -> bool:
-        return all(s.waiting == 0 and s.active == 0 for s in get_gate().snapshots(queues))
+        return all(s.waiting == 0 and s.active == 0 for s in get_gate().action_snapshots(action_ids))
 
     wait_until(drained, timeout=timeout, interval=0.25, message="every queue to drain")
     assert_gate_drained_and_counted(actions)

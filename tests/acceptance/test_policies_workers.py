@@ -3,12 +3,15 @@ at the limit, and priorities, on what the workers recorded."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from executions.models import Execution, ExecutionStatus, Policy
 from executions.services import request_execution
+from tests.fault_actions import read_runs
+from tests.faults import assert_gate_drained_and_counted
 from tests.helpers import max_concurrency, wait_all_terminal, wait_until
 
 pytestmark = [pytest.mark.acceptance, pytest.mark.django_db(transaction=True)]
@@ -82,3 +85,50 @@ def test_behind_a_busy_slot_the_highest_priority_starts_first(make_action: Any, 
     expected = [i for i, _ in sorted(enumerate(priorities), key=lambda item: -item[1])]
     assert by_start == expected
     assert max_concurrency([*executions, Execution.objects.get(pk=blocker.pk)]) == 1
+
+
+@pytest.mark.slow
+def test_groups_and_priorities_survive_a_redis_flush_and_each_runs_once(
+    make_action: Any,
+    worker_factory: Any,
+    reaper_factory: Any,
+    redis_db: Any,
+    broker: Any,
+    tmp_path: Path,
+) -> None:
+    log = str(tmp_path / "runs.log")
+    action = make_action("deploy_flush", entrypoint="tests.fault_actions.record_deploy", parameters_schema={})
+    Policy.objects.create(
+        name="per-host-flush", scope="action", action=action, concurrency_limit=1, parameters=["host"]
+    )
+    # No worker yet: one execution per host holds its slot, the rest wait,
+    # each host's queue in priority order.
+    requested = [
+        (
+            host,
+            i,
+            priority,
+            request_execution(action.ref, {"host": host, "index": i, "log": log}, priority=priority),
+        )
+        for i, priority in enumerate([5, 5, 1, 9, 5, 9, 0, 5, 7, 5])
+        for host in ("web-1", "web-2", "db-1")
+    ]
+    redis_db.flushdb()
+    broker.flushdb()
+
+    worker_factory(concurrency=3)
+    reaper_factory()
+    ids = [str(e.pk) for *_, e in requested]
+    executions = {str(e.pk): e for e in wait_all_terminal(ids, timeout=240)}
+
+    assert all(e.status == S.COMPLETED for e in executions.values())
+    assert sorted(read_runs(log)) == sorted(i for _, i, _, _ in requested), "an execution ran twice or never"
+    for host in ("web-1", "web-2", "db-1"):
+        on_host = [(i, p, executions[str(e.pk)]) for h, i, p, e in requested if h == host]
+        assert max_concurrency([e for *_, e in on_host]) == 1, host
+        started = [i for i, _, e in sorted(on_host, key=lambda item: item[2].started_at)]
+        # The first held its slot, but its task message went with the flush:
+        # its lease ran out and it went back to its own place, priority
+        # first, then request order, like every other.
+        assert started == [i for i, _, _ in sorted(on_host, key=lambda item: -item[1])], host
+    assert_gate_drained_and_counted([action])
