@@ -168,6 +168,9 @@ ATTUNE_STATS_FLUSH_ENABLED: bool = env_bool("ATTUNE_STATS_FLUSH_ENABLED", True)
 ATTUNE_STATS_FLUSH_INTERVAL_SECONDS: float = env_float(
     "ATTUNE_STATS_FLUSH_INTERVAL_SECONDS", 1.0, minimum=0.05
 )
+# The most groups (queues per parameter value) of one action exported on
+# /metrics, busiest first; the rest are summed into group="other".
+ATTUNE_METRICS_MAX_GROUPS: int = env_int("ATTUNE_METRICS_MAX_GROUPS", 20, minimum=1) or 20
 # Port on which a Celery worker's main process serves /metrics for itself and
 # its pool processes (docs/ops-runbook-queues.md); 0 turns the exporter off.
 ATTUNE_WORKER_METRICS_PORT: int = env_int("ATTUNE_WORKER_METRICS_PORT", 9808, minimum=0) or 0

@@ -391,12 +391,17 @@ class Gate:
         default group's QueueRef names it): waiting, active and every
         counter summed, the oldest wait and the latest update of any group.
         ``limit`` is each group's. Two round trips, however many groups."""
+        by_action = self.group_snapshots(action_ids)
+        return [merged(by_action[action_id]) for action_id in action_ids]
+
+    def group_snapshots(self, action_ids: list[int]) -> dict[int, list[QueueSnapshot]]:
+        """Each action's snapshot per group, "default" first; two round trips."""
         groups = self.groups(action_ids)
         queues = [QueueRef(action_id, group) for action_id in action_ids for group in groups[action_id]]
-        by_action: dict[int, list[QueueSnapshot]] = {}
+        by_action: dict[int, list[QueueSnapshot]] = {action_id: [] for action_id in action_ids}
         for snapshot in self.snapshots(queues):
-            by_action.setdefault(snapshot.queue.action_id, []).append(snapshot)
-        return [_merged(by_action[action_id]) for action_id in action_ids]
+            by_action[snapshot.queue.action_id].append(snapshot)
+        return by_action
 
     def delete(self, queue: QueueRef) -> None:
         self.redis.delete(*queue.all_keys())
@@ -404,7 +409,8 @@ class Gate:
             self.redis.srem(groups_key(queue.action_id), queue.group)
 
 
-def _merged(snapshots: list[QueueSnapshot]) -> QueueSnapshot:
+def merged(snapshots: list[QueueSnapshot]) -> QueueSnapshot:
+    """An action's group snapshots added up (see Gate.action_snapshots)."""
     first = snapshots[0]
     if len(snapshots) == 1:
         return first

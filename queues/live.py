@@ -8,7 +8,18 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from executions.models import Action
-from queues.gate import get_gate
+from queues.gate import get_gate, merged
+
+
+@dataclass(frozen=True)
+class LiveGroup:
+    """One queue of an action: "default", or one combination of the values
+    of a policy's parameters."""
+
+    name: str
+    queue_length: int
+    active_count: int
+    oldest_age_seconds: float | None
 
 
 @dataclass(frozen=True)
@@ -26,6 +37,9 @@ class LiveQueue:
     last_updated: datetime | None
     terminal_by_status: dict[str, int] = field(default_factory=dict)
     rejected_by_reason: dict[str, int] = field(default_factory=dict)
+    # Every group that exists, busiest first; an action without a policy
+    # splitting it has only "default".
+    groups: list[LiveGroup] = field(default_factory=list)
 
 
 def _from_ms(value: int | None) -> datetime | None:
@@ -40,7 +54,12 @@ def live_queues(actions: list[Action] | None = None) -> list[LiveQueue]:
         actions = list(Action.objects.select_related("pack").order_by("ref"))
     gate = get_gate()
     now_ms = gate.now_ms()
-    snapshots = gate.action_snapshots([action.pk for action in actions])
+    per_group = gate.group_snapshots([action.pk for action in actions])
+    snapshots = [merged(per_group[action.pk]) for action in actions]
+
+    def age(oldest_ms: int | None) -> float | None:
+        return None if oldest_ms is None else max(0, now_ms - oldest_ms) / 1000
+
     return [
         LiveQueue(
             action_id=action.pk,
@@ -49,15 +68,20 @@ def live_queues(actions: list[Action] | None = None) -> list[LiveQueue]:
             active_count=snap.active,
             max_concurrent=snap.limit,
             oldest_enqueued_at=_from_ms(snap.oldest_enqueued_ms),
-            oldest_age_seconds=None
-            if snap.oldest_enqueued_ms is None
-            else max(0, now_ms - snap.oldest_enqueued_ms) / 1000,
+            oldest_age_seconds=age(snap.oldest_enqueued_ms),
             total_enqueued=snap.total_enqueued,
             total_completed=snap.total_completed,
             total_terminal=snap.total_terminal,
             last_updated=_from_ms(snap.updated_ms),
             terminal_by_status=snap.terminal_by_status,
             rejected_by_reason=snap.rejected_by_reason,
+            groups=sorted(
+                (
+                    LiveGroup(group.queue.group, group.waiting, group.active, age(group.oldest_enqueued_ms))
+                    for group in per_group[action.pk]
+                ),
+                key=lambda group: (-(group.queue_length + group.active_count), group.name),
+            ),
         )
         for action, snap in zip(actions, snapshots, strict=True)
     ]

@@ -28,8 +28,9 @@ import logging
 import os
 from collections.abc import Iterable, Iterator
 from functools import lru_cache
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from django.conf import settings
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     REGISTRY,
@@ -120,6 +121,31 @@ def lease_reclaimed(action_ref: str) -> None:
 # --- queue gauges, read at scrape time ------------------------------------------
 
 
+OTHER_GROUP = "other"
+
+
+def exported_groups(groups: list[Any], max_groups: int) -> list[tuple[str, int, int, float]]:
+    """(group, waiting, active, oldest age) of the ``max_groups`` busiest
+    groups (``groups`` comes busiest first), and the rest added up as
+    "other": a parameter with a million values cannot make a million
+    series."""
+    shown = [
+        (group.name, group.queue_length, group.active_count, group.oldest_age_seconds or 0.0)
+        for group in groups[:max_groups]
+    ]
+    rest = groups[max_groups:]
+    if rest:
+        shown.append(
+            (
+                OTHER_GROUP,
+                sum(group.queue_length for group in rest),
+                sum(group.active_count for group in rest),
+                max(group.oldest_age_seconds or 0.0 for group in rest),
+            )
+        )
+    return shown
+
+
 class QueueCollector(Collector):
     """The ``attune_queue_*`` gauges and the gate's exact counters of every
     action, from the gate's live counters in Redis (one constant number of
@@ -146,12 +172,14 @@ class QueueCollector(Collector):
             return
         length, active, limit, oldest, updated = self._families()
         enqueued, ended, refused = self._counter_families()
+        max_groups = int(settings.ATTUNE_METRICS_MAX_GROUPS)
         for queue in queues:
             labels = [queue.action_ref]
-            length.add_metric(labels, queue.queue_length)
-            active.add_metric(labels, queue.active_count)
+            for group, waiting, holding, age in exported_groups(queue.groups, max_groups):
+                length.add_metric([queue.action_ref, group], waiting)
+                active.add_metric([queue.action_ref, group], holding)
+                oldest.add_metric([queue.action_ref, group], age)
             limit.add_metric(labels, float("inf") if queue.max_concurrent is None else queue.max_concurrent)
-            oldest.add_metric(labels, queue.oldest_age_seconds or 0.0)
             if queue.last_updated is not None:
                 updated.add_metric(labels, queue.last_updated.timestamp())
             enqueued.add_metric(labels, queue.total_enqueued)
@@ -182,12 +210,15 @@ class QueueCollector(Collector):
     def _families() -> tuple[GaugeMetricFamily, ...]:
         return (
             GaugeMetricFamily(
-                "attune_queue_length", "Executions waiting in the action's FIFO queue.", labels=["action"]
+                "attune_queue_length",
+                "Executions waiting in the action's FIFO queue (group: one queue per combination of a "
+                'policy\'s parameter values, else "default"; past the cap, the rest as "other").',
+                labels=["action", "group"],
             ),
             GaugeMetricFamily(
                 "attune_queue_active",
-                "Executions holding one of the action's slots (scheduled, running, canceling).",
-                labels=["action"],
+                "Executions holding one of the queue's slots (scheduled, running, canceling).",
+                labels=["action", "group"],
             ),
             GaugeMetricFamily(
                 "attune_queue_max_concurrent",
@@ -196,8 +227,8 @@ class QueueCollector(Collector):
             ),
             GaugeMetricFamily(
                 "attune_queue_oldest_age_seconds",
-                "How long the head of the queue has waited; 0 when nothing waits.",
-                labels=["action"],
+                "How long the head of the queue (the next to start) has waited; 0 when nothing waits.",
+                labels=["action", "group"],
             ),
             GaugeMetricFamily(
                 "attune_queue_last_updated",

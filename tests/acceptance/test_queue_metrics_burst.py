@@ -87,7 +87,7 @@ class DepthSampler(threading.Thread):
 
     def run(self) -> None:
         while not self.stop.is_set():
-            depth = value(scrape(self.url), "attune_queue_length", action=self.action_ref)
+            depth = value(scrape(self.url), "attune_queue_length", action=self.action_ref, group="default")
             if depth is not None:
                 self.depths.append(depth)
             self.stop.wait(0.1)
@@ -126,7 +126,7 @@ def test_it_exports_every_queue_metric_with_sensible_values_through_a_burst(
     assert cancelled.status == S.CANCELLED
     executions = wait_all_terminal(admitted, timeout=120)
     wait_until(
-        lambda: value(scrape(web_url), "attune_queue_active", action=burst.ref) == 0,
+        lambda: value(scrape(web_url), "attune_queue_active", action=burst.ref, group="default") == 0,
         timeout=30,
         message="every slot of the burst freed",
     )
@@ -159,10 +159,10 @@ def test_it_exports_every_queue_metric_with_sensible_values_through_a_burst(
     # Depth rose during the burst and fell back to 0.
     assert max(sampler.depths) >= MAX_QUEUE_LENGTH - 2, sampler.depths
     assert sampler.depths[-1] == 0
-    assert value(web, "attune_queue_length", action=burst.ref) == 0
-    assert value(web, "attune_queue_active", action=burst.ref) == 0
+    assert value(web, "attune_queue_length", action=burst.ref, group="default") == 0
+    assert value(web, "attune_queue_active", action=burst.ref, group="default") == 0
     assert value(web, "attune_queue_max_concurrent", action=burst.ref) == LIMIT
-    assert value(web, "attune_queue_oldest_age_seconds", action=burst.ref) == 0
+    assert value(web, "attune_queue_oldest_age_seconds", action=burst.ref, group="default") == 0
     assert started_at - 1 <= (value(web, "attune_queue_last_updated", action=burst.ref) or 0) <= time.time()
 
     # Counters: the gate counts in Redis, and the web process serves them,

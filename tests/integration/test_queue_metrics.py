@@ -39,22 +39,22 @@ def test_it_exports_every_queue_gauge_from_the_live_counters(make_action: Any, r
 
     samples = scrape_web()
 
-    assert value(samples, "attune_queue_length", action=limited.ref) == 2
-    assert value(samples, "attune_queue_active", action=limited.ref) == 1
+    assert value(samples, "attune_queue_length", action=limited.ref, group="default") == 2
+    assert value(samples, "attune_queue_active", action=limited.ref, group="default") == 1
     assert value(samples, "attune_queue_max_concurrent", action=limited.ref) == 1
-    age = value(samples, "attune_queue_oldest_age_seconds", action=limited.ref)
+    age = value(samples, "attune_queue_oldest_age_seconds", action=limited.ref, group="default")
     assert age is not None and 0 <= age < 60
     updated = value(samples, "attune_queue_last_updated", action=limited.ref)
     assert updated is not None and before - 1 <= updated <= time.time() + 1
-    assert value(samples, "attune_queue_length", action=unlimited.ref) == 0
-    assert value(samples, "attune_queue_active", action=unlimited.ref) == 1
+    assert value(samples, "attune_queue_length", action=unlimited.ref, group="default") == 0
+    assert value(samples, "attune_queue_active", action=unlimited.ref, group="default") == 1
     assert value(samples, "attune_queue_max_concurrent", action=unlimited.ref) == float("inf")
-    assert value(samples, "attune_queue_oldest_age_seconds", action=unlimited.ref) == 0
+    assert value(samples, "attune_queue_oldest_age_seconds", action=unlimited.ref, group="default") == 0
     assert value(samples, "attune_queue_collector_up") == 1
 
     # The gauges follow the queue, not a cache: a cancel shows at the next scrape.
     cancel_execution(ids[1])
-    assert value(scrape_web(), "attune_queue_length", action=limited.ref) == 1
+    assert value(scrape_web(), "attune_queue_length", action=limited.ref, group="default") == 1
 
 
 def test_it_matches_the_live_figures_the_api_and_dashboard_use(make_action: Any, redis_db: Any) -> None:
@@ -65,8 +65,8 @@ def test_it_matches_the_live_figures_the_api_and_dashboard_use(make_action: Any,
     samples = scrape_web()
     (live,) = [q for q in live_queues() if q.action_ref == action.ref]
 
-    assert value(samples, "attune_queue_length", action=action.ref) == live.queue_length == 3
-    assert value(samples, "attune_queue_active", action=action.ref) == live.active_count == 2
+    assert value(samples, "attune_queue_length", action=action.ref, group="default") == live.queue_length == 3
+    assert value(samples, "attune_queue_active", action=action.ref, group="default") == live.active_count == 2
     assert value(samples, "attune_queue_max_concurrent", action=action.ref) == live.max_concurrent
 
 
@@ -155,3 +155,31 @@ def test_an_exporter_serves_what_its_process_counts_but_nothing_read_from_redis(
     assert (value(samples, "attune_leases_reclaimed_total", action=action.ref) or 0) >= 1
     # The gauges and the gate's counters: only the web process serves them, once.
     assert not any(name.startswith(("attune_queue_length", "attune_executions_")) for name, _ in samples)
+
+
+def test_it_exports_each_group_up_to_the_cap_and_the_rest_as_other(make_action: Any, redis_db: Any) -> None:
+    from django.test import override_settings
+
+    from executions.models import Policy
+
+    action = make_action("grouped", parameters_schema={"type": "object", "properties": {"host": {}}})
+    Policy.objects.create(
+        name="per-host-metrics", scope="action", action=action, concurrency_limit=1, parameters=["host"]
+    )
+    # Host h<i> gets i + 1 requests: one runs, i wait.
+    for i in range(4):
+        for _ in range(i + 1):
+            request_execution(action.ref, {"host": f"h{i}"})
+
+    with override_settings(ATTUNE_METRICS_MAX_GROUPS=2):
+        samples = scrape_web()
+
+    lengths = {
+        dict(labels)["group"]: count
+        for (name, labels), count in samples.items()
+        if name == "attune_queue_length" and dict(labels)["action"] == action.ref
+    }
+    # Busiest first: h3 (3 waiting), h2 (2); then h1, h0 and the empty default summed.
+    assert lengths == {'[["h3"]]': 3, '[["h2"]]': 2, "other": 1}
+    assert value(samples, "attune_queue_active", action=action.ref, group="other") == 2
+    assert total(samples, "attune_executions_enqueued_total", action=action.ref) == 10

@@ -158,7 +158,14 @@
         const tr = document.createElement("tr");
         tr.dataset.execution = execution.id;
         tr.append(
-          cell("td", execution.position, "num"),
+          // Under a policy with parameters each group is a queue of its own.
+          cell(
+            "td",
+            execution.group && execution.group !== "default"
+              ? execution.group + " #" + execution.position
+              : execution.position,
+            "num"
+          ),
           cell("td", null),
           cell("td", execution.requested_by || "–"),
           cell("td", duration(execution.waited_seconds), "num"),
