@@ -173,6 +173,8 @@ class PolicyAdmin(admin.ModelAdmin):
         "concurrency_limit",
         "method",
         "parameters",
+        "rate_limit_executions",
+        "rate_limit_window_seconds",
         "max_queue_length",
         "queue_timeout_seconds",
     ]
@@ -189,6 +191,14 @@ class PolicyAdmin(admin.ModelAdmin):
                 "fields": ["concurrency_limit", "method", "parameters"],
                 "description": "parameters: a JSON list of parameter names or dot-paths; each "
                 "combination of their values gets its own queue and limit.",
+            },
+        ),
+        (
+            "Rate",
+            {
+                "fields": ["rate_limit_executions", "rate_limit_window_seconds"],
+                "description": "At most this many starts of each action covered in any window of this "
+                "many seconds; the rest wait at their place in the queue.",
             },
         ),
         ("Queue", {"fields": ["max_queue_length", "queue_timeout_seconds"]}),

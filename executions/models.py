@@ -192,6 +192,15 @@ class Policy(models.Model):
         help_text="Parameter names or dot-paths; each combination of their values is a queue of its own, "
         "with its own limit and FIFO order.",
     )
+    rate_limit_executions = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1), MaxValueValidator(MAX_LIMIT)],
+        help_text="At most this many starts of each action covered in any rate_limit_window_seconds.",
+    )
+    rate_limit_window_seconds = models.PositiveIntegerField(
+        null=True, blank=True, validators=[MinValueValidator(1), MaxValueValidator(86400)]
+    )
     max_queue_length = models.PositiveIntegerField(
         null=True, blank=True, validators=[MinValueValidator(1), MaxValueValidator(MAX_LIMIT)]
     )
@@ -247,13 +256,22 @@ class Policy(models.Model):
             errors["parameters"] = problem
         elif self.parameters and self.concurrency_limit is None:
             errors["parameters"] = "A queue per parameter value needs a concurrency_limit for each."
-
+        if (self.rate_limit_executions is None) != (self.rate_limit_window_seconds is None):
+            errors["rate_limit_executions"] = (
+                "A rate limit is rate_limit_executions per rate_limit_window_seconds: set both or neither."
+            )
         if not errors and all(
             value is None
-            for value in (self.concurrency_limit, self.max_queue_length, self.queue_timeout_seconds)
+            for value in (
+                self.concurrency_limit,
+                self.rate_limit_executions,
+                self.max_queue_length,
+                self.queue_timeout_seconds,
+            )
         ):
             errors["concurrency_limit"] = (
-                "A policy must set something: concurrency_limit, max_queue_length or queue_timeout_seconds."
+                "A policy must set something: concurrency_limit, a rate limit, max_queue_length "
+                "or queue_timeout_seconds."
             )
         if errors:
             raise ValidationError(errors)

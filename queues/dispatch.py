@@ -46,8 +46,12 @@ from queues.policy import EffectivePolicy, lease_ms, resolve, resolve_limit
 logger = logging.getLogger(__name__)
 S = ExecutionStatus
 RUN_TASK = "workers.run_execution"
+WAKE_TASK = "workers.wake_action"
 # The Celery message header carrying the action's config token (queues/action_cache.py).
 CONFIG_HEADER = "attune_config"
+# Present when rate limits apply to the grant: the run reports its start, so
+# the rate window counts starts (queues/lua/started_v1.lua).
+RATED_HEADER = "attune_rated"
 
 
 def queue_of(execution: Execution) -> QueueRef:
@@ -93,6 +97,7 @@ def admit(
             max_waiting=policy.max_queue_length,
             lease_ms=lease_ms(),
             cancel_at_limit=policy.cancels_at_limit,
+            rates=policy.rate_limits,
         )
 
     batch = through_gate()
@@ -144,6 +149,8 @@ def admit(
             )
         )
     recorded = Execution.objects.transition_many(changes, expected=[S.REQUESTED])
+    if batch.wake_ms:
+        _schedule_wake(action, batch.wake_ms)
     sent_at = time.time()
     for admission in batch.admissions:
         execution = by_id[admission.execution_id]
@@ -163,6 +170,7 @@ def admit(
                     action,
                     granted_at=sent_at,
                     config=batch.config,
+                    rated=batch.rated,
                 )
             elif admission.outcome == "cancelled":
                 execution.status, execution.completed_at = S.CANCELLED, now
@@ -217,6 +225,7 @@ def _send(
     *,
     granted_at: float,
     config: str = "",
+    rated: bool = False,
 ) -> None:
     timeout = float(action.timeout_seconds)
     # With the grant go when it was made, so the worker knows whether its
@@ -227,6 +236,8 @@ def _send(
     headers: dict[str, Any] = {metrics.GRANTED_AT_HEADER: granted_at}
     if config:
         headers[CONFIG_HEADER] = config
+    if rated:
+        headers[RATED_HEADER] = 1
     if released_at is not None:
         headers[metrics.RELEASED_AT_HEADER] = released_at
     current_app.send_task(
@@ -247,6 +258,7 @@ def _dispatch(
     action: Action | None = None,
     released_at: float | None = None,
     config: str = "",
+    rated: bool = False,
 ) -> None:
     """Record each grant as ``scheduled`` and send its task.
 
@@ -279,7 +291,15 @@ def _dispatch(
         )
         if scheduled:
             metrics.granted(action.ref, grant.execution_id)
-            _send(grant.execution_id, task_id, action, released_at, granted_at=time.time(), config=config)
+            _send(
+                grant.execution_id,
+                task_id,
+                action,
+                released_at,
+                granted_at=time.time(),
+                config=config,
+                rated=rated,
+            )
             continue
         current = Execution.objects.filter(pk=grant.execution_id).values_list("status", flat=True).first()
         if current is None or current in TERMINAL_STATUSES:
@@ -297,22 +317,55 @@ def _dispatch(
                 # freed nothing; this release is the one that ends it.
                 metrics.terminal(ended)
             pending.extend((next_grant, passed_on_at) for next_grant in result.grants)
+            if result.wake_ms:
+                _schedule_wake(action, result.wake_ms)
         else:
             logger.warning(
                 "grant for execution %s found it %s; left to the reaper", grant.execution_id, current
             )
 
 
+def _schedule_wake(action: Action, wake_ms: int) -> None:
+    """Have a worker refill the action's queues when its rate limits let the
+    next one through: one task with that ETA, which the gate asked for once
+    (the reaper's pass covers a wake-up lost with its worker)."""
+    current_app.send_task(
+        WAKE_TASK,
+        args=[action.pk],
+        queue=action.celery_queue,
+        eta=datetime.fromtimestamp(wake_ms / 1000, tz=UTC),
+    )
+
+
+def wake(action_id: int) -> int:
+    """Refill every queue of the action under its stored limit and rate
+    limits; returns how many were granted."""
+    gate = get_gate()
+    granted = 0
+    for group in gate.groups([action_id])[action_id]:
+        queue = QueueRef(action_id, group)
+        released_at = time.time()
+        result = gate.release(queue, None, limit=KEEP_LIMIT, lease_ms=lease_ms())
+        if result.initialized:
+            _hand_on(queue, result, released_at)
+            granted += len(result.grants)
+    return granted
+
+
 def _hand_on(queue: QueueRef, result: Release, released_at: float, *, action: Action | None = None) -> None:
-    """Send the grants a release made. ``released_at`` is when it ran: the
-    hand-off time of its grants if it freed a slot (else they took slots
-    that were free already)."""
+    """Send the grants a release made, and ask for a wake-up if a rate limit
+    holds the head back. ``released_at`` is when it ran: the hand-off time
+    of its grants if it freed a slot (else they took slots that were free
+    already)."""
+    if result.wake_ms:
+        _schedule_wake(action or action_cache().get(queue.action_id, result.config), result.wake_ms)
     _dispatch(
         queue,
         result.grants,
         action=action,
         released_at=released_at if result.released else None,
         config=result.config,
+        rated=result.rated,
     )
 
 
@@ -403,13 +456,17 @@ def refill(action: Action) -> int:
     after the change was committed."""
     gate = get_gate()
     config = new_config_token()
-    limit = resolve_limit(action)
+    policy = resolve(action)
     granted = 0
     for group in gate.groups([action.pk])[action.pk]:
         queue = QueueRef(action.pk, group)
-        result = gate.release(queue, None, limit=limit, lease_ms=lease_ms(), config=config)
+        result = gate.release(
+            queue, None, limit=policy.limit, lease_ms=lease_ms(), config=config, rates=policy.rate_limits
+        )
         if result.initialized:
-            _dispatch(queue, result.grants, action=action, config=config)
+            if result.wake_ms:
+                _schedule_wake(action, result.wake_ms)
+            _dispatch(queue, result.grants, action=action, config=config, rated=result.rated)
             granted += len(result.grants)
     return granted
 

@@ -16,7 +16,7 @@ from typing import Any
 import redis
 from redis.commands.core import AsyncScript, Script
 
-from queues.keys import DEFAULT_GROUP, QueueRef, groups_key
+from queues.keys import DEFAULT_GROUP, QueueRef, groups_key, starts_key
 from queues.redis_client import get_redis
 
 LUA_DIR = Path(__file__).resolve().parent / "lua"
@@ -50,6 +50,14 @@ class _KeepLimit:
 KEEP_LIMIT = _KeepLimit()
 
 
+# (max executions, window in ms): at most max grants of the action in any window.
+RateLimits = tuple[tuple[int, int], ...]
+
+
+def rates_arg(rates: RateLimits) -> str:
+    return ",".join(f"{max_executions}:{window_ms}" for max_executions, window_ms in rates)
+
+
 def _limit_arg(limit: int | _KeepLimit | None) -> int | str:
     if isinstance(limit, _KeepLimit):
         return ""
@@ -64,7 +72,7 @@ class Grant:
 
 @dataclass(frozen=True)
 class Admission:
-    """What admit_v5 decided for one execution of a batch. ``outcome`` is
+    """What admit_v6 decided for one execution of a batch. ``outcome`` is
     granted, queued, cancelled (no slot, and the policy cancels at the
     limit) or duplicate."""
 
@@ -77,7 +85,7 @@ class Admission:
 
 @dataclass(frozen=True)
 class BatchAdmission:
-    """What admit_v5 decided for a batch. ``outcome`` is admitted (see
+    """What admit_v6 decided for a batch. ``outcome`` is admitted (see
     ``admissions``, one per id in request order), full (nothing written;
     ``waiting`` says how many wait) or uninitialized (nothing written).
     ``config`` is the queue's action config token (see Release)."""
@@ -88,6 +96,11 @@ class BatchAdmission:
     config: str = ""
     # The group whose queue was full.
     group: str | None = None
+    # When a rate limit lets the next waiting one through (ms, Redis clock),
+    # if the caller is to schedule a wake-up for it; else 0.
+    wake_ms: int = 0
+    # Whether rate limits apply: each run then reports its start (mark_started).
+    rated: bool = False
 
 
 @dataclass(frozen=True)
@@ -103,6 +116,9 @@ class Release:
     initialized: bool
     grants: list[Grant] = field(default_factory=list)
     config: str = ""
+    # As BatchAdmission's.
+    wake_ms: int = 0
+    rated: bool = False
 
 
 @dataclass(frozen=True)
@@ -163,6 +179,7 @@ class Gate:
         config: str = "",
         priorities: list[int] | None = None,
         cancel_at_limit: bool = False,
+        rates: RateLimits = (),
     ) -> BatchAdmission:
         """``admit_groups`` for a batch of one queue."""
         return self.admit_groups(
@@ -173,6 +190,7 @@ class Gate:
             lease_ms=lease_ms,
             config=config,
             cancel_at_limit=cancel_at_limit,
+            rates=rates,
         )
 
     def admit_groups(
@@ -185,20 +203,23 @@ class Gate:
         lease_ms: int,
         config: str = "",
         cancel_at_limit: bool = False,
+        rates: RateLimits = (),
     ) -> BatchAdmission:
         """Admit a batch of one action in one script run: per group, its
         execution ids in request order, each with its priority. All or
         nothing across groups when one is full. ``config`` is stored as the
         action's config token if it has none. With ``cancel_at_limit``, the
-        ones that find no free slot are cancelled rather than queued.
+        ones that find no free slot are cancelled rather than queued;
+        ``rates`` hold back grants past them (those wait at their place).
         Admissions come in ``groups`` order."""
-        keys = [groups_key(action_id), QueueRef(action_id, DEFAULT_GROUP).meta]
+        keys = [groups_key(action_id), QueueRef(action_id, DEFAULT_GROUP).meta, starts_key(action_id)]
         args: list[Any] = [
             _limit_arg(limit),
             max_waiting,
             lease_ms,
             config or new_config_token(),
             "cancel" if cancel_at_limit else "queue",
+            rates_arg(rates),
             len(groups),
         ]
         ordered_ids: list[str] = []
@@ -208,14 +229,14 @@ class Gate:
             for execution_id, priority in zip(execution_ids, priorities, strict=True):
                 args.extend([execution_id, MAX_PRIORITY - priority])
             ordered_ids.extend(execution_ids)
-        reply = self._run("admit_v5", keys, args)
+        reply = self._run("admit_v6", keys, args)
         outcome = str(reply[0])
         if outcome == "full":
             return BatchAdmission(outcome, group=str(reply[1]), waiting=int(reply[2]))
         if outcome != "admitted":
             return BatchAdmission(outcome)
         admissions = []
-        for execution_id, i in zip(ordered_ids, range(2, len(reply), 3), strict=True):
+        for execution_id, i in zip(ordered_ids, range(4, len(reply), 3), strict=True):
             code, seq, n = str(reply[i]), int(reply[i + 1]), int(reply[i + 2])
             if code == "g":
                 admissions.append(Admission(execution_id, "granted", seq=seq, grant_seq=n))
@@ -225,7 +246,9 @@ class Gate:
                 admissions.append(Admission(execution_id, "cancelled", seq=seq))
             else:
                 admissions.append(Admission(execution_id, "duplicate"))
-        return BatchAdmission(outcome, admissions, config=str(reply[1]))
+        return BatchAdmission(
+            outcome, admissions, config=str(reply[1]), wake_ms=int(reply[2]), rated=reply[3] == 1
+        )
 
     def groups(self, action_ids: list[int]) -> dict[int, list[str]]:
         """Each action's groups, "default" first, in one round trip."""
@@ -249,13 +272,21 @@ class Gate:
         terminal_status: str | None = None,
         requeue_score: int | None = None,
         config: str = "",
+        rates: RateLimits | _KeepLimit = KEEP_LIMIT,
     ) -> Release:
         """Free ``execution_id``'s slot (None: only refill after a limit
-        change) and grant free slots to the queue head, in order. A
-        ``config`` token is stored as the queue's new one."""
+        change) and grant free slots to the queue head, in order, as far as
+        the limit and the rate limits (``rates``, stored as the queue's new
+        ones; KEEP_LIMIT keeps the stored ones) allow. A ``config`` token is
+        stored as the queue's new one."""
+        rates_value = "" if isinstance(rates, _KeepLimit) else rates_arg(rates) or "none"
         reply = self._run(
-            "release_v3",
-            queue.all_keys(),
+            "release_v4",
+            [
+                *queue.all_keys(),
+                starts_key(queue.action_id),
+                QueueRef(queue.action_id, DEFAULT_GROUP).meta,
+            ],
             [
                 execution_id or "",
                 _limit_arg(limit),
@@ -263,13 +294,33 @@ class Gate:
                 "" if requeue_score is None else requeue_score,
                 lease_ms,
                 config,
+                rates_value,
             ],
         )
         released = int(reply[0])
         if released == -1:
             return Release(released=False, initialized=False)
-        grants = [Grant(str(reply[i]), int(reply[i + 1])) for i in range(2, len(reply), 2)]
-        return Release(released=released == 1, initialized=True, grants=grants, config=str(reply[1]))
+        grants = [Grant(str(reply[i]), int(reply[i + 1])) for i in range(4, len(reply), 2)]
+        return Release(
+            released=released == 1,
+            initialized=True,
+            grants=grants,
+            config=str(reply[1]),
+            wake_ms=int(reply[2]),
+            rated=reply[3] == 1,
+        )
+
+    def mark_started(self, action_id: int, execution_id: str) -> bool:
+        """Move a started run's entry in its action's rate window to now."""
+        return bool(self._run("started_v1", [starts_key(action_id)], [execution_id]))
+
+    def restore_starts(self, action_id: int, grants: list[tuple[str, int]]) -> int:
+        """Put back the grant times (execution id, ms) of an action's rate
+        window that Redis lost; returns how many were missing."""
+        if not grants:
+            return 0
+        mapping = {execution_id: granted_ms for execution_id, granted_ms in grants}
+        return int(self.redis.zadd(starts_key(action_id), mapping, nx=True))
 
     def dequeue(self, queue: QueueRef, execution_id: str, *, terminal_status: str) -> bool:
         return bool(

@@ -18,7 +18,11 @@ key                                type   contents
                                            new at every save; queues/action_cache.py),
                                            terminal:<status> and rejected:<reason>
                                            (queue_full, at_limit: exact counters
-                                           served on /metrics)
+                                           served on /metrics), rates (the rate
+                                           limits in force, max:window_ms,...),
+                                           wake_at (default group only: ms of the
+                                           wake-up asked for while a rate limit
+                                           holds a head back)
 ``<p>:{a<id>}:<group>:waiting``     ZSET   execution id -> order score; lowest
                                            first: (9 - priority) * 10**12 + queue
                                            seq (queues.gate.order_score)
@@ -32,6 +36,9 @@ key                                type   contents
                                            ``parameters`` makes one per
                                            combination of values; see
                                            queues.policy.group_of)
+``<p>:{a<id>}:starts``              ZSET   execution id -> grant time (ms) of the
+                                           action's grants within its longest rate
+                                           window (only while a rate limit applies)
 ``<p>:lock:<name>``                 STR    a redis-py Lock: ``reaper``,
                                            ``reconcile:<action id>``,
                                            ``stats-flush``
@@ -88,6 +95,11 @@ class QueueRef:
 
     def all_keys(self) -> list[str]:
         return [self.meta, self.waiting, self.active, self.enqueued]
+
+
+def starts_key(action_id: int) -> str:
+    """The ZSET of an action's recent grant times, for its rate limits."""
+    return f"{prefix()}:{{a{action_id}}}:starts"
 
 
 def groups_key(action_id: int) -> str:

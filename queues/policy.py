@@ -10,7 +10,11 @@ Each setting is looked up on its own, first found wins:
   global policies, ``ATTUNE_DEFAULT_CONCURRENCY``; none means unlimited;
 - ``max_queue_length`` and ``queue_timeout_seconds``: the action's
   policies, the pack's, the global ones, then the action's own fields
-  (which always hold a value, so they are the default).
+  (which always hold a value, so they are the default);
+- rate limits: every enabled policy covering the action that sets one
+  applies, each to the action on its own (a pack's or the global rate
+  limit counts each action's starts apart: the gate keeps every key of an
+  action in one Redis Cluster slot).
 
 Within a scope, of the enabled policies that set the value, the one with
 the highest ``priority`` wins (the lowest id among equals). Disabling a
@@ -75,6 +79,9 @@ class EffectivePolicy:
     parameters: tuple[str, ...]
     max_queue_length: int
     queue_timeout_seconds: int
+    # (max executions, window in ms) of every enabled policy covering the
+    # action that sets one: all of them apply.
+    rate_limits: tuple[tuple[int, int], ...] = ()
 
     @property
     def cancels_at_limit(self) -> bool:
@@ -124,7 +131,15 @@ def resolve(action: Action, policies: list[Policy] | None = None) -> EffectivePo
                 return int(getattr(policy, attribute))
         return default
 
+    rate_limits = sorted(
+        {
+            (int(policy.rate_limit_executions), int(policy.rate_limit_window_seconds) * 1000)
+            for policy in policies
+            if policy.rate_limit_executions is not None and policy.rate_limit_window_seconds is not None
+        }
+    )
     return EffectivePolicy(
+        rate_limits=tuple(rate_limits),
         limit=limit,
         limit_source=source,
         method=method,
@@ -133,6 +148,24 @@ def resolve(action: Action, policies: list[Policy] | None = None) -> EffectivePo
         max_queue_length=setting("max_queue_length", action.max_queue_length),
         queue_timeout_seconds=setting("queue_timeout_seconds", action.queue_timeout_seconds),
     )
+
+
+def in_force(action: Action) -> dict[str, Any]:
+    """What applies to ``action`` and why: the effective settings, and the
+    enabled policies covering it in precedence order."""
+    covering = policies_for(action)
+    effective = resolve(action, covering)
+    return {
+        "effective": {
+            **effective.__dict__,
+            "parameters": list(effective.parameters),
+            "rate_limits": [
+                {"executions": executions, "window_seconds": window_ms / 1000}
+                for executions, window_ms in effective.rate_limits
+            ],
+        },
+        "policies": covering,
+    }
 
 
 def resolve_many(actions: Iterable[Action]) -> dict[int, EffectivePolicy]:

@@ -23,7 +23,7 @@ from redis.exceptions import LockError
 
 from executions.models import TERMINAL_STATUSES, Action, Execution, ExecutionStatus
 from queues import dispatch, metrics
-from queues.gate import get_gate
+from queues.gate import Gate, get_gate
 from queues.keys import QueueRef, lock_key
 from queues.policy import resolve
 from queues.reconcile import admit_stranded_requests, reconcile_missing, stranded_after_seconds
@@ -34,6 +34,9 @@ S = ExecutionStatus
 # A worker beats every lease/3 s; this many lease periods of silence means
 # it is gone, not slow.
 WORKER_SILENT_LEASES = 3
+# A wake-up task normally runs within milliseconds of its time; one this late
+# was lost.
+WAKE_GRACE_MS = 1000
 
 
 @dataclass
@@ -45,6 +48,8 @@ class ReapReport:
     freed: int = 0
     queue_timeouts: int = 0
     stranded_admitted: int = 0
+    # Actions refilled because their rate-limit wake-up was overdue.
+    woken: int = 0
     workers_offline: list[str] = field(default_factory=list)
 
 
@@ -79,6 +84,22 @@ def _in_queue_order(execution_ids: list[str]) -> list[str]:
     rows = Execution.objects.filter(pk__in=execution_ids).values_list("pk", "queue_seq")
     seqs = {str(pk): seq for pk, seq in rows}
     return sorted(execution_ids, key=lambda pk: (seqs.get(pk) is None, seqs.get(pk) or 0))
+
+
+def _wake_overdue(gate: Gate, actions: list[Action], now_ms: int) -> int:
+    """Refill the actions whose rate-limit wake-up is overdue: its task was
+    lost with its worker (an ETA task waits in the worker's memory)."""
+    pipe = gate.redis.pipeline(transaction=False)
+    for action in actions:
+        pipe.hget(QueueRef(action.pk).meta, "wake_at")
+    overdue = [
+        action
+        for action, wake_at in zip(actions, pipe.execute(), strict=True)
+        if wake_at and int(wake_at) + WAKE_GRACE_MS < now_ms
+    ]
+    for action in overdue:
+        dispatch.wake(action.pk)
+    return len(overdue)
 
 
 def _expire_waiting(action: Action, report: ReapReport) -> None:
@@ -123,6 +144,7 @@ def reap_once() -> ReapReport:
         for queue, expired in zip(queues, pipe.execute(), strict=True):
             for execution_id in _in_queue_order([str(member) for member in expired]):
                 _reclaim(execution_id, queue, by_id[queue.action_id], report)
+        report.woken = _wake_overdue(gate, actions, now_ms)
         busy = set(
             Execution.objects.filter(status__in=[S.QUEUED, S.REQUESTED])
             .values_list("action_id", flat=True)

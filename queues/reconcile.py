@@ -28,7 +28,7 @@ from executions.models import (
 from queues import dispatch
 from queues.gate import RestoreState, get_gate, order_score
 from queues.keys import DEFAULT_GROUP, QueueRef, lock_key
-from queues.policy import lease_ms, resolve_limit
+from queues.policy import lease_ms, resolve, resolve_limit
 
 logger = logging.getLogger(__name__)
 S = ExecutionStatus
@@ -143,6 +143,20 @@ def _free_stale(action: Action, queue: QueueRef) -> int:
     return freed
 
 
+def _restore_rate_window(action: Action) -> None:
+    """Put back the grants within the action's longest rate window, so a
+    Redis loss does not let a burst past its rate limits."""
+    rate_limits = resolve(action).rate_limits
+    if not rate_limits:
+        return
+    longest_ms = max(window_ms for _, window_ms in rate_limits)
+    since = timezone.now() - timedelta(milliseconds=longest_ms)
+    granted = Execution.objects.filter(action=action, scheduled_at__gte=since).values_list(
+        "pk", "scheduled_at"
+    )
+    get_gate().restore_starts(action.pk, [(str(pk), _ms(at)) for pk, at in granted])
+
+
 def stranded_after_seconds() -> float:
     return min(STRANDED_AFTER_SECONDS, float(settings.ATTUNE_REAPER_INTERVAL_SECONDS))
 
@@ -186,6 +200,7 @@ def reconcile_action(action: Action, *, admit_requested: bool = True) -> Reconci
             waiting_added, active_added = gate.restore(queue, state, lease_ms=lease_ms())
             report.waiting_added += waiting_added
             report.active_added += active_added
+        _restore_rate_window(action)
         for group in gate.groups([action.pk])[action.pk]:
             report.stale_freed += _free_stale(action, QueueRef(action.pk, group))
         report.granted = dispatch.refill(action)

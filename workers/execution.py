@@ -15,6 +15,7 @@ from django.utils import timezone
 from executions.models import Execution, ExecutionStatus
 from queues import dispatch, metrics
 from queues.action_cache import action_cache
+from queues.gate import get_gate
 from workers.core_actions import json_dumps_safe
 from workers.exceptions import ActionTimedOut, ExecutionCancelled
 from workers.lease import lease_keeper
@@ -77,12 +78,14 @@ def run(
     released_at: float | None = None,
     granted_at: float | None = None,
     config: str | None = None,
+    rated: bool = False,
 ) -> dict[str, Any]:
     """Run the execution granted to ``task_id``. ``released_at`` is when the
     slot it was granted was freed by another execution, for the hand-off
     metric; ``granted_at`` when the grant was made; ``config`` the token of
-    the action's definition at the grant (all from the grant's headers;
-    None when absent).
+    the action's definition at the grant; ``rated`` whether rate limits
+    apply, so the start is reported to the gate (all from the grant's
+    headers; None or False when absent).
 
     Returns ``{"execution_id", "task_id", "result"}``, or with ``skipped``
     when this message is not the current grant (a stale redelivery, or the
@@ -103,6 +106,8 @@ def run(
     if execution is None:
         return {**outcome, "skipped": True}
     metrics.started(execution, released_at)
+    if rated:
+        get_gate().mark_started(execution.action_id, execution_id)
     action = action_cache().get(execution.action_id, config)
     with (
         lease_keeper().holding(dispatch.queue_of(execution), execution_id, granted_at=granted_at),

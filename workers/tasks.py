@@ -1,4 +1,5 @@
-"""The Celery task that runs an action. It only parses and delegates."""
+"""The Celery tasks: one runs an action, one wakes an action's queues when
+a rate limit lets the next execution through. They only parse and delegate."""
 
 from __future__ import annotations
 
@@ -6,7 +7,8 @@ from typing import Any
 
 from celery import Task, shared_task
 
-from queues.dispatch import CONFIG_HEADER
+from queues import dispatch
+from queues.dispatch import CONFIG_HEADER, RATED_HEADER
 from queues.metrics import GRANTED_AT_HEADER, RELEASED_AT_HEADER
 from workers import execution
 
@@ -27,4 +29,10 @@ def run_execution(self: Task, execution_id: str) -> dict[str, Any]:
         released_at=_seconds(self.request.get(RELEASED_AT_HEADER)),
         granted_at=_seconds(self.request.get(GRANTED_AT_HEADER)),
         config=str(self.request.get(CONFIG_HEADER) or "") or None,
+        rated=bool(self.request.get(RATED_HEADER)),
     )
+
+
+@shared_task(name="workers.wake_action", ignore_result=True)
+def wake_action(action_id: int) -> int:
+    return dispatch.wake(int(action_id))

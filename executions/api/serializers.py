@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from drf_spectacular.utils import extend_schema_field
+from drf_spectacular.utils import extend_schema_field, inline_serializer
 from rest_framework import serializers
 
 from executions import catalog
@@ -214,6 +214,8 @@ class PolicySerializer(serializers.ModelSerializer):
             "concurrency_limit",
             "method",
             "parameters",
+            "rate_limit_executions",
+            "rate_limit_window_seconds",
             "max_queue_length",
             "queue_timeout_seconds",
             "created",
@@ -239,6 +241,13 @@ class EffectivePolicySerializer(serializers.Serializer):
     parameters = serializers.ListField(child=serializers.CharField())
     max_queue_length = serializers.IntegerField()
     queue_timeout_seconds = serializers.IntegerField()
+    rate_limits = serializers.ListField(
+        child=inline_serializer(
+            "RateLimit",
+            {"executions": serializers.IntegerField(), "window_seconds": serializers.FloatField()},
+        ),
+        help_text="Every rate limit in force: at most `executions` starts in any `window_seconds`.",
+    )
 
 
 class ActionPoliciesSerializer(serializers.Serializer):

@@ -142,14 +142,7 @@ class ActionViewSet(
     )
     @route(detail=True, methods=["get"], url_path="policies")
     def policies(self, request: Request, ref: str | None = None) -> Response:
-        action = self.get_object()
-        covering = policies.policies_for(action)
-        effective = policies.resolve(action, covering)
-        data = {
-            "effective": {**effective.__dict__, "parameters": list(effective.parameters)},
-            "policies": covering,
-        }
-        return Response(ActionPoliciesSerializer(data).data)
+        return Response(ActionPoliciesSerializer(policies.in_force(self.get_object())).data)
 
 
 @extend_schema_view(

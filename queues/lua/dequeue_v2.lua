@@ -1,6 +1,6 @@
 -- dequeue_v2: take a waiting execution out of the queue (cancel, queue timeout).
 --
--- KEYS[1] = meta     HASH  (see admit_v5.lua)
+-- KEYS[1] = meta     HASH  (see admit_v6.lua)
 -- KEYS[2] = waiting  ZSET  execution id -> order score
 -- KEYS[3] = enqueued HASH  queue seq of a waiting execution -> enqueued at (ms)
 -- ARGV[1] = execution id

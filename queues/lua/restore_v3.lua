@@ -1,11 +1,11 @@
 -- restore_v3: merge the database's view of one queue into Redis.
 --
 -- Adds what the database says is waiting or holding a slot and is missing
--- here; removes nothing (stale entries are freed by release_v3/dequeue_v2,
+-- here; removes nothing (stale entries are freed by release_v4/dequeue_v2,
 -- which hand their slots on). Safe on a live queue: an entry that moved on
 -- since the database was read is left where it is.
 --
--- KEYS[1] = meta     HASH  (see admit_v5.lua)
+-- KEYS[1] = meta     HASH  (see admit_v6.lua)
 -- KEYS[2] = waiting  ZSET  execution id -> order score
 -- KEYS[3] = active   ZSET  execution id -> lease deadline (ms)
 -- KEYS[4] = enqueued HASH  queue seq of a waiting execution -> enqueued at (ms)

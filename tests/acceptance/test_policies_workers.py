@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from executions.models import Execution, ExecutionStatus, Policy
-from executions.services import request_execution
+from executions.services import request_execution, request_executions
 from tests.fault_actions import read_runs
 from tests.faults import assert_gate_drained_and_counted
 from tests.helpers import max_concurrency, wait_all_terminal, wait_until
@@ -132,3 +132,43 @@ def test_groups_and_priorities_survive_a_redis_flush_and_each_runs_once(
         # first, then request order, like every other.
         assert started == [i for i, _, _ in sorted(on_host, key=lambda item: -item[1])], host
     assert_gate_drained_and_counted([action])
+
+
+def test_a_rate_limit_of_10_per_second_over_100_requests_keeps_order_and_never_polls(
+    make_action: Any, worker_factory: Any
+) -> None:
+    action = make_action("paced", entrypoint="tests.actions.sleep_indexed", parameters_schema={})
+    Policy.objects.create(
+        name="ten-a-second",
+        scope="action",
+        action=action,
+        rate_limit_executions=10,
+        rate_limit_window_seconds=1,
+    )
+    worker_factory(concurrency=2)
+
+    ids = [str(e.pk) for e in request_executions(action.ref, [{"index": i} for i in range(100)])]
+    executions = wait_all_terminal(ids, timeout=60)
+
+    assert all(e.status == S.COMPLETED for e in executions)
+    by_grant = sorted(executions, key=lambda e: e.grant_seq)
+    assert [e.result["index"] for e in by_grant] == list(range(100))
+    grants = [e.scheduled_at.timestamp() for e in by_grant]
+    # Never more than 10 grants in any 1-second window: the 11th after any
+    # grant comes a full second later (the gate counts on Redis's clock,
+    # these times are the database's: a few ms of slack).
+    gaps = [grants[i + 10] - grants[i] for i in range(len(grants) - 10)]
+    assert min(gaps) >= 0.99, min(gaps)
+    # And never more than 10 starts: each run moves its entry in the window
+    # to its start, so the grant after it waits for the start plus a second.
+    starts = sorted(e.started_at.timestamp() for e in executions)
+    start_gaps = [starts[i + 10] - starts[i] for i in range(len(starts) - 10)]
+    assert min(start_gaps) >= 0.99, min(start_gaps)
+    # The first ten start at once, then ten each second: the last ten 9 s in.
+    # A polling gate would lose up to its interval at each of the nine steps.
+    elapsed = max(e.completed_at for e in executions) - min(e.created for e in executions)
+    assert 9.0 <= elapsed.total_seconds() <= 11.5, elapsed
+    print(
+        f"rate 10/s x 100: {elapsed.total_seconds():.2f} s, closest 11 grants {min(gaps):.3f} s apart, "
+        f"closest 11 starts {min(start_gaps):.3f} s"
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -45,7 +46,7 @@ def admit_batch(
 def admit(
     gate: Gate, queue: QueueRef, execution_id: str, limit: int | None = 2, max_waiting: int = 100
 ) -> Admission | BatchAdmission:
-    """One execution through admit_v5: its admission, or the batch's
+    """One execution through admit_v6: its admission, or the batch's
     outcome when nothing was admitted."""
     batch = admit_batch(gate, queue, [execution_id], limit, max_waiting)
     return batch.admissions[0] if batch.outcome == "admitted" else batch
@@ -365,3 +366,31 @@ def test_it_cancels_rather_than_queues_at_the_limit_when_told(gate: Gate, queue:
     assert gate.waiting_ids(queue) == []
     meta = gate.redis.hgetall(queue.meta)
     assert (meta["total_enqueued"], meta["terminal:cancelled"], meta["rejected:at_limit"]) == ("3", "2", "2")
+
+
+def test_a_rate_limit_holds_grants_past_it_and_asks_for_one_wake_up(gate: Gate, queue: QueueRef) -> None:
+    rates = ((2, 1000),)
+    before = gate.now_ms()
+    first = gate.admit(queue, ["r0", "r1", "r2"], limit=None, max_waiting=100, lease_ms=LEASE_MS, rates=rates)
+    second = gate.admit(queue, ["r3"], limit=None, max_waiting=100, lease_ms=LEASE_MS, rates=rates)
+    freed = gate.release(queue, "r0", limit=KEEP_LIMIT, lease_ms=LEASE_MS, terminal_status="completed")
+
+    assert [a.outcome for a in first.admissions] == ["granted", "granted", "queued"]
+    assert before + 1000 <= first.wake_ms <= gate.now_ms() + 1000
+    # The same wake-up covers the later ones: no second task.
+    assert (second.admissions[0].outcome, second.wake_ms) == ("queued", 0)
+    # A freed slot is not a free start: the window still holds two.
+    assert (freed.grants, freed.wake_ms) == ([], 0)
+    assert gate.waiting_ids(queue) == ["r2", "r3"]
+
+
+def test_once_the_window_moves_on_the_head_goes_through_in_order(gate: Gate, queue: QueueRef) -> None:
+    rates = ((2, 200),)
+    gate.admit(queue, ["w0", "w1", "w2", "w3"], limit=None, max_waiting=100, lease_ms=LEASE_MS, rates=rates)
+    early = gate.release(queue, None, limit=KEEP_LIMIT, lease_ms=LEASE_MS)
+    time.sleep(0.25)
+    late = gate.release(queue, None, limit=KEEP_LIMIT, lease_ms=LEASE_MS)
+
+    assert early.grants == []
+    assert [grant.execution_id for grant in late.grants] == ["w2", "w3"]
+    assert gate.redis.hget(QueueRef(queue.action_id).meta, "rates") == "2:200"

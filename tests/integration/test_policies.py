@@ -4,6 +4,7 @@ a queue; on the real gate, with runs ended through the completion path."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -53,7 +54,13 @@ def _finish(execution_id: Any) -> None:
         (
             {"name": "p2", "scope": "global"},
             "concurrency_limit",
-            "A policy must set something: concurrency_limit, max_queue_length or queue_timeout_seconds.",
+            "A policy must set something: concurrency_limit, a rate limit, max_queue_length or "
+            "queue_timeout_seconds.",
+        ),
+        (
+            {"name": "p2b", "scope": "global", "rate_limit_executions": 10},
+            "rate_limit_executions",
+            "A rate limit is rate_limit_executions per rate_limit_window_seconds: set both or neither.",
         ),
         (
             {
@@ -361,3 +368,45 @@ def test_switching_parameters_on_a_busy_action_lets_the_waiting_drain_where_they
     assert after.queue_group == '[["a"]]'
     assert after.status == S.SCHEDULED
     assert _statuses(before) == [S.COMPLETED, S.SCHEDULED, S.QUEUED]
+
+
+def test_every_rate_limit_covering_an_action_applies(
+    alice: APIClient, make_action: Any, redis_db: Any
+) -> None:
+    action = make_action("rated", pack="rates")
+    Policy.objects.create(
+        name="g-rate", scope="global", rate_limit_executions=100, rate_limit_window_seconds=60
+    )
+    Policy.objects.create(
+        name="p-rate", scope="pack", pack=action.pack, rate_limit_executions=2, rate_limit_window_seconds=1
+    )
+
+    effective = alice.get(f"/api/v1/actions/{action.ref}/policies").json()["effective"]
+    ids = [request_execution(action.ref).pk for _ in range(4)]
+
+    assert effective["rate_limits"] == [
+        {"executions": 2, "window_seconds": 1.0},
+        {"executions": 100, "window_seconds": 60.0},
+    ]
+    assert effective["limit"] is None
+    # Unlimited, but two a second: the rest wait at their place.
+    assert _statuses(ids) == [S.SCHEDULED, S.SCHEDULED, S.QUEUED, S.QUEUED]
+    assert redis_db.hget(QueueRef(action.pk).meta, "wake_at") is not None
+
+
+def test_the_reaper_wakes_a_queue_whose_wake_up_was_lost(make_action: Any, redis_db: Any) -> None:
+    from queues.reaper import reap_once
+
+    action = make_action("lost_wake")
+    Policy.objects.create(
+        name="slow", scope="action", action=action, rate_limit_executions=1, rate_limit_window_seconds=1
+    )
+    ids = [request_execution(action.ref).pk for _ in range(2)]
+    # No worker runs the wake-up task: it stays in the broker, as if lost.
+    time.sleep(2.1)
+
+    report = reap_once()
+
+    assert report.woken == 1
+    assert _statuses(ids) == [S.SCHEDULED, S.SCHEDULED]
+    assert redis_db.hget(QueueRef(action.pk).meta, "wake_at") is None

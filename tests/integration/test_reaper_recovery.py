@@ -61,7 +61,7 @@ def test_it_frees_a_slot_whose_release_was_lost_after_the_terminal_status_was_wr
     queue = QueueRef(action.pk)
     first, second = (request_execution(action.ref, {}).pk for _ in range(2))
     _start(first)
-    # The run ended and was recorded; the process died before release_v3.
+    # The run ended and was recorded; the process died before release_v4.
     assert Execution.objects.transition(first, S.COMPLETED, expected=[S.RUNNING], completed_at=timezone.now())
     _expire(redis_db, queue, first)
 
@@ -81,7 +81,7 @@ def test_it_puts_back_at_the_head_a_grant_made_in_redis_that_the_granter_never_r
     first, second, third = (request_execution(action.ref, {}).pk for _ in range(3))
     _start(first)
     assert Execution.objects.transition(first, S.COMPLETED, expected=[S.RUNNING], completed_at=timezone.now())
-    # release_v3 ran and granted the head; the process died before recording it.
+    # release_v4 ran and granted the head; the process died before recording it.
     result = get_gate().release(queue, str(first), limit=1, lease_ms=30000, terminal_status=S.COMPLETED)
     assert [grant.execution_id for grant in result.grants] == [str(second)]
     assert _status(second) == S.QUEUED
@@ -139,7 +139,7 @@ def test_it_records_a_place_in_the_queue_whose_admission_was_never_written(
     action = make_action("died_admitting", concurrency_limit=1)
     queue = QueueRef(action.pk)
     holder = request_execution(action.ref, {})
-    # Committed, through admit_v5 into the queue, then the process died
+    # Committed, through admit_v6 into the queue, then the process died
     # before recording `queued` and the seq.
     stranded = Execution.objects.create(action=action, action_ref=action.ref, parameters={})
     batch = get_gate().admit(queue, [str(stranded.pk)], limit=1, max_waiting=100, lease_ms=30000)
