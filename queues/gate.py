@@ -7,6 +7,7 @@ The gate knows nothing of the database; queues/dispatch.py ties the two.
 
 from __future__ import annotations
 
+import re
 import secrets
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -155,6 +156,15 @@ class RestoreState:
     terminal_by_status: dict[str, int] = field(default_factory=dict)
 
 
+INCLUDE = re.compile(r"^--!include (?P<name>[\w.]+)$", re.MULTILINE)
+
+
+def script_text(path: Path) -> str:
+    """A script's text with each ``--!include <file>`` line replaced by that
+    file of lua/lib/: Redis runs one self-contained text per script."""
+    return INCLUDE.sub(lambda match: (LUA_DIR / "lib" / match["name"]).read_text(), path.read_text())
+
+
 class Gate:
     """The scripts, registered once per client (EVALSHA with a reload on
     NOSCRIPT, which redis-py's Script does for us)."""
@@ -162,7 +172,7 @@ class Gate:
     def __init__(self, client: redis.Redis) -> None:
         self.redis = client
         self._scripts: dict[str, Script | AsyncScript] = {
-            path.stem: client.register_script(path.read_text()) for path in sorted(LUA_DIR.glob("*.lua"))
+            path.stem: client.register_script(script_text(path)) for path in sorted(LUA_DIR.glob("*.lua"))
         }
 
     def _run(self, name: str, keys: list[str], args: list[Any]) -> Any:

@@ -44,3 +44,22 @@ def max_concurrency(executions: Iterable[Execution]) -> int:
         running += delta
         peak = max(peak, running)
     return peak
+
+
+def action_admin_form(action: Any, **changes: Any) -> dict[str, Any]:
+    """The admin change form of ``action`` as a browser posts it, with ``changes``."""
+    form: dict[str, Any] = {
+        "label": "",
+        "description": "",
+        "enabled": "on",
+        "runner": "python",
+        "entrypoint": action.entrypoint,
+        "parameters_schema": '{"type": "object"}',
+        "timeout_seconds": 600,
+        "celery_queue": "default",
+        "concurrency_limit": action.concurrency_limit or "",
+        "max_queue_length": 10000,
+        "queue_timeout_seconds": 3600,
+    }
+    form.update(changes)
+    return form

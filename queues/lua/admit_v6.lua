@@ -74,41 +74,7 @@ if not config then
   redis.call('HSET', default_meta, 'config', config)
 end
 
--- Rate limits (the same functions as in release_v4.lua).
-local function parse_rates(spec)
-  local rates, longest = {}, 0
-  for max, window in string.gmatch(spec, '(%d+):(%d+)') do
-    rates[#rates + 1] = {tonumber(max), tonumber(window)}
-    longest = math.max(longest, tonumber(window))
-  end
-  return rates, longest
-end
-
--- 0 if the rates let one more grant through at now_ms, else when they will.
-local function held_until(rates, now_ms)
-  local until_ms = 0
-  for _, rate in ipairs(rates) do
-    local max, window = rate[1], rate[2]
-    local since = '(' .. (now_ms - window)
-    local count = redis.call('ZCOUNT', starts, since, '+inf')
-    if count >= max then
-      local entry = redis.call('ZRANGEBYSCORE', starts, since, '+inf', 'WITHSCORES', 'LIMIT', count - max, 1)
-      until_ms = math.max(until_ms, tonumber(entry[2]) + window)
-    end
-  end
-  return until_ms
-end
-
--- The time to ask the caller to wake the queue at, or 0 when a wake-up at
--- or before it is already on its way.
-local function wake_for(at_ms, now_ms)
-  local pending = tonumber(redis.call('HGET', default_meta, 'wake_at') or '0')
-  if pending >= now_ms and pending <= at_ms then
-    return 0
-  end
-  redis.call('HSET', default_meta, 'wake_at', at_ms)
-  return at_ms
-end
+--!include rates.lua
 
 local batch_size = 0
 local i = 8
@@ -190,7 +156,7 @@ for _, group in ipairs(groups) do
     else
       seq = seq + 1
       if free > 0 and held == 0 and #rates > 0 then
-        held = held_until(rates, now_ms)
+        held = held_until(starts, rates, now_ms)
       end
       if free > 0 and held == 0 then
         free = free - 1
@@ -220,7 +186,7 @@ for _, group in ipairs(groups) do
     end
   end
   if held > 0 and wake == 0 then
-    wake = wake_for(held, now_ms)
+    wake = wake_for(default_meta, held, now_ms)
   end
   if group.new_count > 0 then
     redis.call('HSET', meta, 'seq', seq, 'grant_seq', grant_seq, 'updated_ms', now_ms)

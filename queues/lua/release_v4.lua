@@ -52,41 +52,7 @@ elseif rates_spec == 'none' then
   rates_spec = ''
 end
 
--- Rate limits (the same functions as in admit_v6.lua).
-local function parse_rates(spec)
-  local rates, longest = {}, 0
-  for max, window in string.gmatch(spec, '(%d+):(%d+)') do
-    rates[#rates + 1] = {tonumber(max), tonumber(window)}
-    longest = math.max(longest, tonumber(window))
-  end
-  return rates, longest
-end
-
--- 0 if the rates let one more grant through at now_ms, else when they will.
-local function held_until(rates, now_ms)
-  local until_ms = 0
-  for _, rate in ipairs(rates) do
-    local max, window = rate[1], rate[2]
-    local since = '(' .. (now_ms - window)
-    local count = redis.call('ZCOUNT', starts, since, '+inf')
-    if count >= max then
-      local entry = redis.call('ZRANGEBYSCORE', starts, since, '+inf', 'WITHSCORES', 'LIMIT', count - max, 1)
-      until_ms = math.max(until_ms, tonumber(entry[2]) + window)
-    end
-  end
-  return until_ms
-end
-
--- The time to ask the caller to wake the queue at, or 0 when a wake-up at
--- or before it is already on its way.
-local function wake_for(at_ms, now_ms)
-  local pending = tonumber(redis.call('HGET', default_meta, 'wake_at') or '0')
-  if pending >= now_ms and pending <= at_ms then
-    return 0
-  end
-  redis.call('HSET', default_meta, 'wake_at', at_ms)
-  return at_ms
-end
+--!include rates.lua
 
 local t = redis.call('TIME')
 local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -125,10 +91,10 @@ local wake = 0
 local result = {released, config, 0, #rates > 0 and 1 or 0}
 while limit < 0 or redis.call('ZCARD', active) < limit do
   if #rates > 0 then
-    local held = held_until(rates, now_ms)
+    local held = held_until(starts, rates, now_ms)
     if held > 0 then
       if redis.call('ZCARD', waiting) > 0 then
-        wake = wake_for(held, now_ms)
+        wake = wake_for(default_meta, held, now_ms)
       end
       break
     end

@@ -13,6 +13,7 @@ from django.test import Client
 from executions.models import Action, Execution, ExecutionStatus
 from executions.services import request_execution
 from queues.models import QueueStats
+from tests.helpers import action_admin_form
 from workers.models import Worker
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
@@ -144,19 +145,7 @@ def test_it_lists_queue_statistics_busiest_first_and_read_only(alice: Client, ma
 
 def test_it_applies_a_limit_changed_in_the_admin_at_once(alice: Client, waiting: Any) -> None:
     action = waiting[0].action
-    form = {
-        "label": "",
-        "description": "",
-        "enabled": "on",
-        "runner": "python",
-        "entrypoint": action.entrypoint,
-        "parameters_schema": '{"type": "object"}',
-        "timeout_seconds": 600,
-        "celery_queue": "default",
-        "concurrency_limit": 3,
-        "max_queue_length": 10000,
-        "queue_timeout_seconds": 3600,
-    }
+    form = action_admin_form(action, concurrency_limit=3)
 
     response = alice.post(f"/admin/executions/action/{action.pk}/change/", form)
 

@@ -13,6 +13,7 @@ from django.test import Client
 from rest_framework.test import APIClient
 
 from executions.models import AuditEntry, Grant, GrantPermission, Pack
+from tests.helpers import action_admin_form
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 AUDIT = "/api/v1/audit"
@@ -51,19 +52,7 @@ def test_it_records_a_limit_changed_in_the_admin(make_action: Any, redis_db: Any
     admin = Client()
     assert admin.login(username="root", password="root-password")
     action = make_action("seen", concurrency_limit=1)
-    form = {
-        "label": "",
-        "description": "",
-        "enabled": "on",
-        "runner": "python",
-        "entrypoint": action.entrypoint,
-        "parameters_schema": '{"type": "object"}',
-        "timeout_seconds": 600,
-        "celery_queue": "default",
-        "concurrency_limit": 3,
-        "max_queue_length": 10000,
-        "queue_timeout_seconds": 3600,
-    }
+    form = action_admin_form(action, concurrency_limit=3)
 
     response = admin.post(f"/admin/executions/action/{action.pk}/change/", form)
 
