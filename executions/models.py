@@ -13,6 +13,7 @@ from django.db import models
 from django.utils import timezone
 
 from executions.exceptions import IllegalTransition
+from executions.storable import nul_path
 
 PACK_REF_VALIDATOR = RegexValidator(
     r"^[a-z0-9_]+$", "A pack ref may hold only lowercase letters, digits and '_'."
@@ -86,6 +87,11 @@ class Action(models.Model):
         from jsonschema import Draft202012Validator
         from jsonschema.exceptions import SchemaError
 
+        where = nul_path(self.parameters_schema, "")
+        if where is not None:
+            at = f" (at {where})" if where else ""
+            message = f"Must not contain the NUL character (\\u0000){at}: it cannot be stored"
+            raise ValidationError({"parameters_schema": message})
         try:
             Draft202012Validator.check_schema(self.parameters_schema or {})
         except SchemaError as exc:
