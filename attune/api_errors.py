@@ -28,11 +28,14 @@ from attune.throttling import AnonThrottle
 from executions.exceptions import (
     ActionDisabled,
     ActionNotFound,
+    AlreadyExists,
     AlreadyTerminal,
     AttuneError,
     ExecutionNotFound,
     IllegalTransition,
+    ImmutableField,
     InvalidParameters,
+    PackNotFound,
     PermissionDenied,
     QueueFull,
 )
@@ -44,10 +47,13 @@ UNAVAILABLE_RETRY_AFTER_SECONDS = 5
 DOMAIN_STATUS: list[tuple[type[AttuneError], int]] = [
     (ActionNotFound, status.HTTP_404_NOT_FOUND),
     (ExecutionNotFound, status.HTTP_404_NOT_FOUND),
+    (PackNotFound, status.HTTP_404_NOT_FOUND),
     (QueueStatsNotFound, status.HTTP_404_NOT_FOUND),
     (ActionDisabled, status.HTTP_409_CONFLICT),
+    (AlreadyExists, status.HTTP_409_CONFLICT),
     (AlreadyTerminal, status.HTTP_409_CONFLICT),
     (IllegalTransition, status.HTTP_409_CONFLICT),
+    (ImmutableField, status.HTTP_409_CONFLICT),
     (InvalidParameters, status.HTTP_400_BAD_REQUEST),
     (PermissionDenied, status.HTTP_403_FORBIDDEN),
     (QueueFull, status.HTTP_429_TOO_MANY_REQUESTS),
@@ -61,7 +67,7 @@ def _domain_response(exc: Exception) -> Response | None:
         )
         body: dict[str, Any] = {"error": str(exc)}
         headers: dict[str, str] = {}
-        if isinstance(exc, InvalidParameters) and exc.field:
+        if isinstance(exc, InvalidParameters | ImmutableField) and exc.field:
             body["field"] = exc.field
         if isinstance(exc, QueueFull):
             headers["Retry-After"] = str(exc.retry_after_seconds)

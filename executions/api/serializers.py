@@ -12,7 +12,9 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from executions import catalog
-from executions.models import Action, AuditEntry, Execution, Pack
+from executions.exceptions import PackNotFound
+from executions.models import PACK_REF_VALIDATOR, Action, AuditEntry, Execution, Pack
+from executions.storable import NUL
 from queues.policy import resolve_limit
 from queues.services import WaitingInfo, waiting_info
 
@@ -32,6 +34,9 @@ class PackSerializer(serializers.ModelSerializer):
     class Meta:
         model = Pack
         fields = ["ref", "label", "description", "concurrency_limit"]
+        # Without DRF's UniqueValidator: a taken ref is a conflict (409), which
+        # catalog.create_pack reports, not a malformed field (400).
+        extra_kwargs = {"ref": {"validators": [PACK_REF_VALIDATOR]}}
 
     def create(self, validated_data: dict[str, Any]) -> Pack:
         return catalog.create_pack(**validated_data)
@@ -40,11 +45,30 @@ class PackSerializer(serializers.ModelSerializer):
         return catalog.update_pack(instance, **validated_data)
 
 
+class PackRefField(serializers.SlugRelatedField):
+    """A pack named by its ref. An unknown one is PackNotFound (404), as an
+    unknown action is when requesting an execution."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(slug_field="ref", queryset=Pack.objects.all(), **kwargs)
+
+    def to_internal_value(self, data: Any) -> Pack:
+        if not isinstance(data, str):
+            self.fail("invalid")
+        if NUL in data:
+            # The same words as DRF's text fields; the driver could not send it anyway.
+            raise serializers.ValidationError("Null characters are not allowed.")
+        pack = Pack.objects.filter(ref=data).first()
+        if pack is None:
+            raise PackNotFound(f"Pack '{data}' not found")
+        return pack
+
+
 class ActionSerializer(serializers.ModelSerializer):
     """An action's pack and name (its ref) cannot change once created;
     catalog.update_action refuses it."""
 
-    pack = serializers.SlugRelatedField(slug_field="ref", queryset=Pack.objects.all())
+    pack = PackRefField(help_text="The pack's ref.")
     effective_concurrency_limit = serializers.SerializerMethodField(
         help_text="The limit in force: the action's own, else its pack's, else the global default; "
         "null means unlimited."
@@ -70,6 +94,9 @@ class ActionSerializer(serializers.ModelSerializer):
             "queue_timeout_seconds",
         ]
         read_only_fields = ["ref"]
+        # Without DRF's UniqueTogetherValidator: a name taken in the pack is a
+        # conflict (409), which catalog.create_action reports.
+        validators: list[Any] = []
 
     @extend_schema_field(serializers.IntegerField(allow_null=True))
     def get_effective_concurrency_limit(self, action: Action) -> int | None:

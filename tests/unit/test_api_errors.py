@@ -13,10 +13,13 @@ from attune.api_errors import _summary, bad_request, csrf_failure, exception_han
 from executions.exceptions import (
     ActionDisabled,
     ActionNotFound,
+    AlreadyExists,
     AlreadyTerminal,
     AttuneError,
     ExecutionNotFound,
+    ImmutableField,
     InvalidParameters,
+    PackNotFound,
     QueueFull,
 )
 from queues.exceptions import QueueStatsNotFound
@@ -28,8 +31,10 @@ from queues.exceptions import QueueStatsNotFound
         (ActionNotFound("Action 'x' not found"), 404),
         (ExecutionNotFound("Execution 'y' not found"), 404),
         (QueueStatsNotFound("No queue statistics available for action 'x'"), 404),
+        (PackNotFound("Pack 'x' not found"), 404),
         (ActionDisabled("Action 'x' is disabled"), 409),
         (AlreadyTerminal("Execution 'y' has already ended"), 409),
+        (AlreadyExists("Pack 'x' already exists"), 409),
         (AttuneError("anything else the services refuse"), 400),
     ],
 )
@@ -48,6 +53,16 @@ def test_it_names_the_field_of_invalid_parameters() -> None:
     assert (response.status_code, response.data) == (
         400,
         {"error": "parameters.n: bad", "field": "parameters.n"},
+    )
+
+
+def test_it_answers_409_naming_a_field_that_cannot_change() -> None:
+    response = exception_handler(ImmutableField("name: Cannot be changed", field="name"), {})
+
+    assert response is not None
+    assert (response.status_code, response.data) == (
+        409,
+        {"error": "name: Cannot be changed", "field": "name"},
     )
 
 
