@@ -12,6 +12,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from executions import catalog
+from executions.api.fields import JSONObjectField, StrictCharField, StrictModelSerializer
 from executions.exceptions import PackNotFound
 from executions.models import PACK_REF_VALIDATOR, Action, AuditEntry, Execution, Pack
 from executions.storable import NUL
@@ -28,7 +29,7 @@ class ErrorSerializer(serializers.Serializer):
     detail = serializers.JSONField(required=False, help_text="Field-by-field validation errors.")
 
 
-class PackSerializer(serializers.ModelSerializer):
+class PackSerializer(StrictModelSerializer):
     """A pack's ref cannot change once created; catalog.update_pack refuses it."""
 
     class Meta:
@@ -64,11 +65,14 @@ class PackRefField(serializers.SlugRelatedField):
         return pack
 
 
-class ActionSerializer(serializers.ModelSerializer):
+class ActionSerializer(StrictModelSerializer):
     """An action's pack and name (its ref) cannot change once created;
     catalog.update_action refuses it."""
 
     pack = PackRefField(help_text="The pack's ref.")
+    parameters_schema = JSONObjectField(
+        required=False, help_text="A JSON Schema (draft 2020-12) the parameters of each request must match."
+    )
     effective_concurrency_limit = serializers.SerializerMethodField(
         help_text="The limit in force: the action's own, else its pack's, else the global default; "
         "null means unlimited."
@@ -110,8 +114,8 @@ class ActionSerializer(serializers.ModelSerializer):
 
 
 class ExecutionRequestSerializer(serializers.Serializer):
-    action = serializers.CharField(max_length=201, help_text="The action's ref, e.g. core.http_request.")
-    parameters = serializers.JSONField(
+    action = StrictCharField(max_length=201, help_text="The action's ref, e.g. core.http_request.")
+    parameters = JSONObjectField(
         required=False,
         allow_null=True,
         help_text="A JSON object checked against the action's parameters_schema; empty if omitted.",

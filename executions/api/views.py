@@ -33,12 +33,47 @@ from executions.api.serializers import (
     PackSerializer,
 )
 from executions.models import Action, AuditEntry, Execution, Pack
+from executions.storable import NUL
 
 
 class ApiPagination(LimitOffsetPagination):
+    """``limit`` (1 to 500, default 50) and ``offset`` (from 0); a value
+    outside those is a 400 naming it, where DRF's would silently use another."""
+
     default_limit = 50
     # One request cannot make the server serialise a whole table.
     max_limit = 500
+
+    def get_limit(self, request: Request) -> int:
+        return _bounded_int(request, self.limit_query_param, self.default_limit, 1, self.max_limit)
+
+    def get_offset(self, request: Request) -> int:
+        return _bounded_int(request, self.offset_query_param, 0, 0, None)
+
+    def get_schema_operation_parameters(self, view: Any) -> list[dict[str, Any]]:
+        parameters = super().get_schema_operation_parameters(view)
+        bounds = {
+            self.limit_query_param: {"minimum": 1, "maximum": self.max_limit, "default": self.default_limit},
+            self.offset_query_param: {"minimum": 0, "default": 0},
+        }
+        for parameter in parameters:
+            parameter["schema"].update(bounds.get(parameter["name"], {}))
+        return parameters
+
+
+def _bounded_int(request: Request, name: str, default: int, minimum: int, maximum: int | None) -> int:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return default
+    allowed = f"from {minimum} to {maximum}" if maximum is not None else f"of at least {minimum}"
+    try:
+        # Digits only: int() would also take "+5", " 5" and "5_0".
+        value = int(raw) if raw.isascii() and raw.isdigit() else None
+    except ValueError:  # more digits than int() converts
+        value = None
+    if value is None or value < minimum or (maximum is not None and value > maximum):
+        raise ValidationError({name: [f"Must be a whole number {allowed}, got {raw!r}."]})
+    return value
 
 
 def errors(*codes: int) -> dict[int, OpenApiResponse]:
@@ -83,7 +118,8 @@ class PackViewSet(
 
     def get_object(self) -> Pack:
         ref = self.kwargs["ref"]
-        pack = Pack.objects.filter(ref=ref).first()
+        # No ref holds a NUL (PostgreSQL could not store it); the driver refuses to send one.
+        pack = Pack.objects.filter(ref=ref).first() if NUL not in ref else None
         if pack is None:
             raise NotFound(f"Pack '{ref}' not found")
         self.check_object_permissions(self.request, pack)
@@ -146,6 +182,8 @@ class ExecutionViewSet(mixins.ListModelMixin, GenericViewSet):
     pagination_class = ApiPagination
     filterset_class = ExecutionFilter
     lookup_field = "id"
+    # Any segment, so a malformed id is the same 404 as an unknown one.
+    lookup_value_regex = r"[^/]+"
 
     def get_queryset(self) -> Any:
         # Parameters and results can hold secrets: only what the user may read.
