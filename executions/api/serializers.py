@@ -127,11 +127,13 @@ class ExecutionSerializer(serializers.ModelSerializer):
     requested_by = serializers.SlugRelatedField(
         slug_field="username",
         read_only=True,
+        allow_null=True,
         help_text="Who requested it; null when a management command or the system did.",
     )
     cancelled_by = serializers.SlugRelatedField(
         slug_field="username",
         read_only=True,
+        allow_null=True,
         help_text="Who cancelled it; null when not cancelled by a user.",
     )
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from drf_spectacular.utils import (
+    OpenApiExample,
     OpenApiResponse,
     PolymorphicProxySerializer,
     extend_schema,
@@ -23,6 +24,7 @@ from rest_framework.viewsets import GenericViewSet
 from executions import services
 from executions.api.filters import ActionFilter, AuditFilter, ExecutionFilter
 from executions.api.permissions import IsStaff, IsStaffOrReadOnly
+from executions.api.schema import BoundedPolymorphicProxySerializer
 from executions.api.serializers import (
     ActionSerializer,
     AuditEntrySerializer,
@@ -81,23 +83,33 @@ def errors(*codes: int) -> dict[int, OpenApiResponse]:
         400: "Invalid input; the message names the field.",
         401: "No or invalid credentials.",
         403: "Authenticated, but not allowed: staff only, or no grant on the action; the message says which.",
-        404: "No such object.",
-        409: "The current state forbids it.",
+        404: "No such object, or the body names one that does not exist.",
+        409: "The current state forbids it: the ref is taken, a field that cannot change would, "
+        "the action is disabled, the execution has ended.",
+        413: "The body is larger than the server reads (DATA_UPLOAD_MAX_MEMORY_SIZE, 2.5 MB by default).",
+        415: "The body is not JSON.",
         429: "Too many requests from this client, or the action's queue is full; see Retry-After.",
         503: "A backing store is unavailable; see Retry-After.",
     }
     return {code: OpenApiResponse(ErrorSerializer, description=descriptions[code]) for code in codes}
 
 
+LIST_ERRORS = errors(400, 401)
 READ_ERRORS = errors(401, 404)
-CREATE_ERRORS = errors(400, 401, 403)
-WRITE_ERRORS = errors(400, 401, 403, 404)
+# Every request with a body may also be too large (413) or not JSON (415).
+CREATE_ERRORS = errors(400, 401, 403, 409, 413, 415)
+WRITE_ERRORS = errors(400, 401, 403, 404, 409, 413, 415)
 
 
 @extend_schema_view(
-    list=extend_schema(summary="List packs", responses={200: PackSerializer(many=True), **errors(401)}),
+    list=extend_schema(summary="List packs", responses={200: PackSerializer(many=True), **LIST_ERRORS}),
     retrieve=extend_schema(summary="Get a pack by ref", responses={200: PackSerializer, **READ_ERRORS}),
-    create=extend_schema(summary="Create a pack (staff)", responses={201: PackSerializer, **CREATE_ERRORS}),
+    create=extend_schema(
+        summary="Create a pack (staff)",
+        description="A ref already taken is a conflict (409).",
+        responses={201: PackSerializer, **CREATE_ERRORS},
+        examples=[OpenApiExample("A pack", value={"ref": "ops", "label": "Operations"}, request_only=True)],
+    ),
     update=extend_schema(summary="Replace a pack (staff)", responses={200: PackSerializer, **WRITE_ERRORS}),
     partial_update=extend_schema(
         summary="Change a pack (staff)", responses={200: PackSerializer, **WRITE_ERRORS}
@@ -127,12 +139,31 @@ class PackViewSet(
 
 
 @extend_schema_view(
-    list=extend_schema(summary="List actions", responses={200: ActionSerializer(many=True), **errors(401)}),
+    list=extend_schema(summary="List actions", responses={200: ActionSerializer(many=True), **LIST_ERRORS}),
     retrieve=extend_schema(summary="Get an action by ref", responses={200: ActionSerializer, **READ_ERRORS}),
     create=extend_schema(
         summary="Create an action (staff)",
-        description="The ref is `<pack>.<name>`; parameters_schema must be a valid JSON Schema.",
-        responses={201: ActionSerializer, **CREATE_ERRORS},
+        description="The ref is `<pack>.<name>`; parameters_schema must be a valid JSON Schema. "
+        "An unknown pack is 404; a name the pack already has, 409.",
+        responses={201: ActionSerializer, **CREATE_ERRORS, **errors(404)},
+        examples=[
+            OpenApiExample(
+                "A Python action",
+                value={
+                    "pack": "core",
+                    "name": "greet",
+                    "runner": "python",
+                    "entrypoint": "workers.core_actions.echo",
+                    "parameters_schema": {
+                        "type": "object",
+                        "properties": {"message": {"type": "string"}},
+                        "additionalProperties": False,
+                    },
+                    "concurrency_limit": 2,
+                },
+                request_only=True,
+            )
+        ],
     ),
     update=extend_schema(
         summary="Replace an action's definition and policy (staff)",
@@ -172,7 +203,7 @@ class ActionViewSet(
         summary="List executions",
         description="Newest first; filter by action, status and creation time. Staff see every "
         "execution; other users those of the actions a grant lets them read, and their own.",
-        responses={200: ExecutionSerializer(many=True), **errors(400, 401)},
+        responses={200: ExecutionSerializer(many=True), **LIST_ERRORS},
     ),
 )
 class ExecutionViewSet(mixins.ListModelMixin, GenericViewSet):
@@ -198,12 +229,27 @@ class ExecutionViewSet(mixins.ListModelMixin, GenericViewSet):
         "order. All or nothing: an invalid item (the error names it, `[3].parameters.seconds`) or a "
         "queue too full for the ones that would wait (429) leaves none of them. The answer is the "
         "list of executions, without `queue_position` and `estimated_wait_seconds`.",
-        request=PolymorphicProxySerializer(
+        request=BoundedPolymorphicProxySerializer(
             component_name="ExecutionRequestOrBatch",
-            serializers=[ExecutionRequestSerializer, ExecutionRequestSerializer(many=True)],
+            serializers=[
+                ExecutionRequestSerializer,
+                ExecutionRequestSerializer(many=True, allow_empty=False, max_length=services.MAX_BATCH),
+            ],
             resource_type_field_name=None,
             many=False,
         ),
+        examples=[
+            OpenApiExample(
+                "One execution",
+                value={"action": "core.echo", "parameters": {"message": "hello"}},
+                request_only=True,
+            ),
+            OpenApiExample(
+                "A batch",
+                value=[{"action": "core.noop"}, {"action": "core.noop", "parameters": {}}],
+                request_only=True,
+            ),
+        ],
         responses={
             201: PolymorphicProxySerializer(
                 component_name="ExecutionOrBatch",
@@ -211,7 +257,7 @@ class ExecutionViewSet(mixins.ListModelMixin, GenericViewSet):
                 resource_type_field_name=None,
                 many=False,
             ),
-            **errors(400, 401, 403, 404, 409, 429, 503),
+            **errors(400, 401, 403, 404, 409, 413, 415, 429, 503),
         },
     )
     def create(self, request: Request) -> Response:
@@ -231,6 +277,7 @@ class ExecutionViewSet(mixins.ListModelMixin, GenericViewSet):
         )
 
     def _create_batch(self, request: Request) -> Response:
+        # An empty list passes here so the service's words refuse it, as for any caller.
         serializer = ExecutionRequestSerializer(data=request.data, many=True, max_length=services.MAX_BATCH)
         serializer.is_valid(raise_exception=True)
         items = serializer.validated_data
