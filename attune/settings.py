@@ -98,6 +98,8 @@ STATIC_ROOT = DATA_DIR / "static"
 # run (a development checkout); the docker image collects them at build time.
 WHITENOISE_USE_FINDERS = True
 LOGIN_URL = "/admin/login/"
+# A write refused for its missing CSRF token answers JSON under /api/.
+CSRF_FAILURE_VIEW = "attune.api_errors.csrf_failure"
 
 # --- Redis and Celery ------------------------------------------------------
 
@@ -183,6 +185,9 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    # JSON only, within DATA_UPLOAD_MAX_MEMORY_SIZE (Django's default, 2.5 MB; 413 beyond).
+    "DEFAULT_PARSER_CLASSES": ["attune.parsers.JSONParser"],
+    "TEST_REQUEST_DEFAULT_FORMAT": "json",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",

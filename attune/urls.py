@@ -24,4 +24,5 @@ urlpatterns = [
     path("metrics", queue_views.metrics, name="prometheus-django-metrics"),
 ]
 
+handler400 = "attune.api_errors.bad_request"
 handler500 = "attune.api_errors.server_error"

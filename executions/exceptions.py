@@ -52,3 +52,19 @@ class AlreadyTerminal(AttuneError):
 
 class PermissionDenied(AttuneError):
     """You may not do that."""
+
+
+class AlreadyExists(AttuneError):
+    """Something with that ref exists already."""
+
+
+class ImmutableField(AttuneError):
+    """That field cannot be changed once created."""
+
+    def __init__(self, message: str | None = None, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class PackNotFound(AttuneError):
+    """No pack has that ref."""

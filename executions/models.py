@@ -14,6 +14,7 @@ from django.db import models
 from django.utils import timezone
 
 from executions.exceptions import IllegalTransition
+from executions.storable import nul_path
 
 PACK_REF_VALIDATOR = RegexValidator(
     r"^[a-z0-9_]+$", "A pack ref may hold only lowercase letters, digits and '_'."
@@ -21,6 +22,13 @@ PACK_REF_VALIDATOR = RegexValidator(
 ACTION_NAME_VALIDATOR = RegexValidator(
     r"^[a-z0-9_]+$", "An action name may hold only lowercase letters, digits and '_'."
 )
+# PostgreSQL's integer, stated on the fields so every database (SQLite's go
+# to 2**63) refuses the same values, with the field's name, before any INSERT.
+MAX_INTEGER = 2_147_483_647
+# The longest run an action may be given. A shell action's wait is counted in
+# milliseconds in a C int, so past 24.8 days it fails at once (OverflowError);
+# a week is longer than any run a worker should hold a slot for.
+MAX_TIMEOUT_SECONDS = 7 * 24 * 3600
 
 
 class Pack(models.Model):
@@ -30,7 +38,7 @@ class Pack(models.Model):
     concurrency_limit = models.PositiveIntegerField(
         null=True,
         blank=True,
-        validators=[MinValueValidator(1)],
+        validators=[MinValueValidator(1), MaxValueValidator(MAX_INTEGER)],
         help_text="Default limit for the pack's actions; empty falls back to the global default.",
     )
 
@@ -58,17 +66,23 @@ class Action(models.Model):
         "with {param} placeholders (values are shell-quoted)."
     )
     parameters_schema = models.JSONField(default=dict, blank=True)
-    timeout_seconds = models.PositiveIntegerField(default=600, validators=[MinValueValidator(1)])
+    timeout_seconds = models.PositiveIntegerField(
+        default=600, validators=[MinValueValidator(1), MaxValueValidator(MAX_TIMEOUT_SECONDS)]
+    )
     enabled = models.BooleanField(default=True)
     celery_queue = models.CharField(max_length=100, default="default")
     concurrency_limit = models.PositiveIntegerField(
         null=True,
         blank=True,
-        validators=[MinValueValidator(1)],
+        validators=[MinValueValidator(1), MaxValueValidator(MAX_INTEGER)],
         help_text="At most this many executions run at once; empty falls back to the pack.",
     )
-    max_queue_length = models.PositiveIntegerField(default=10000, validators=[MinValueValidator(1)])
-    queue_timeout_seconds = models.PositiveIntegerField(default=3600, validators=[MinValueValidator(1)])
+    max_queue_length = models.PositiveIntegerField(
+        default=10000, validators=[MinValueValidator(1), MaxValueValidator(MAX_INTEGER)]
+    )
+    queue_timeout_seconds = models.PositiveIntegerField(
+        default=3600, validators=[MinValueValidator(1), MaxValueValidator(MAX_INTEGER)]
+    )
 
     class Meta:
         ordering = ["ref"]
@@ -87,6 +101,11 @@ class Action(models.Model):
         from jsonschema import Draft202012Validator
         from jsonschema.exceptions import SchemaError
 
+        where = nul_path(self.parameters_schema, "")
+        if where is not None:
+            at = f" (at {where})" if where else ""
+            message = f"Must not contain the NUL character (\\u0000){at}: it cannot be stored"
+            raise ValidationError({"parameters_schema": message})
         try:
             Draft202012Validator.check_schema(self.parameters_schema or {})
         except SchemaError as exc:

@@ -33,6 +33,7 @@ from executions.models import (
     Execution,
     ExecutionStatus,
 )
+from executions.storable import NUL, nul_path
 from queues import dispatch
 from queues.policy import group_of, resolve
 
@@ -44,6 +45,11 @@ MAX_BATCH = 1000
 
 
 def get_action(action_ref: str) -> Action:
+    """The action of that ref, or ActionNotFound."""
+    # No ref holds a NUL (PostgreSQL could not store it), and the driver
+    # refuses to send one in a query.
+    if NUL in action_ref:
+        raise ActionNotFound(f"Action '{action_ref}' not found")
     try:
         return Action.objects.select_related("pack").get(ref=action_ref)
     except Action.DoesNotExist:
@@ -63,6 +69,11 @@ def validate_parameters(
     action's, when the caller checks many requests against it."""
     if not isinstance(parameters, dict):
         raise InvalidParameters("parameters must be a JSON object", field="parameters")
+    where = nul_path(parameters, "parameters")
+    if where is not None:
+        raise InvalidParameters(
+            f"{where}: must not contain the NUL character (\\u0000): it cannot be stored", field=where
+        )
     validator = validator or _validator(action)
     try:
         errors = sorted(validator.iter_errors(parameters), key=lambda e: list(e.absolute_path))

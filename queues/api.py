@@ -21,9 +21,6 @@ from executions.api.views import errors
 from queues import services
 from queues.models import STAT_FIELDS, QueueStats
 
-TRUE_VALUES = {"true", "1", "yes"}
-FALSE_VALUES = {"false", "0", "no", ""}
-
 
 class QueueStatsSerializer(serializers.ModelSerializer):
     action_id = serializers.IntegerField(read_only=True)
@@ -44,11 +41,13 @@ class PurgeReportSerializer(serializers.Serializer):
 
 
 def _flag(request: Request, name: str) -> bool:
-    raw = request.query_params.get(name, "").strip().lower()
-    if raw in TRUE_VALUES:
-        return True
-    if raw in FALSE_VALUES:
+    """A boolean query parameter: ``true`` or ``false`` as the schema says
+    (absent is false); anything else, empty included, is a 400."""
+    raw = request.query_params.get(name)
+    if raw is None:
         return False
+    if raw in ("true", "false"):
+        return raw == "true"
     raise ValidationError({name: f"must be true or false, got {raw!r}"})
 
 

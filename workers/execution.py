@@ -13,6 +13,7 @@ from billiard.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded, Worker
 from django.utils import timezone
 
 from executions.models import Execution, ExecutionStatus
+from executions.storable import storable
 from queues import dispatch, metrics
 from queues.action_cache import action_cache
 from queues.gate import get_gate
@@ -116,7 +117,9 @@ def run(
         result = RUNNERS[action.runner](
             action.entrypoint, execution.parameters, float(action.timeout_seconds)
         )
-    return {**outcome, "result": json_dumps_safe(result)}
+    # PostgreSQL stores no NUL: an output holding one would fail the UPDATE
+    # that ends the execution, leaving it running until its lease ran out.
+    return {**outcome, "result": storable(json_dumps_safe(result))}
 
 
 def status_for(exception: BaseException) -> str:
@@ -162,8 +165,8 @@ def record_failure(execution_id: str, task_id: str, exception: BaseException) ->
             execution_id,
             status,
             task_id=task_id,
-            result=json_dumps_safe(getattr(exception, "result", None)),
-            error=error,
+            result=storable(json_dumps_safe(getattr(exception, "result", None))),
+            error=storable(error),
         )
 
 

@@ -11,8 +11,21 @@ from typing import Any
 from drf_spectacular.utils import extend_schema_field, inline_serializer
 from rest_framework import serializers
 
-from executions import catalog
-from executions.models import DEFAULT_PRIORITY, MAX_PRIORITY, Action, AuditEntry, Execution, Pack, Policy
+from executions import catalog, services
+from executions.api.fields import JSONObjectField, StrictCharField, StrictIntegerField, StrictModelSerializer
+from executions.exceptions import PackNotFound
+from executions.models import (
+    DEFAULT_PRIORITY,
+    MAX_PRIORITY,
+    PACK_REF_VALIDATOR,
+    POLICY_NAME_VALIDATOR,
+    Action,
+    AuditEntry,
+    Execution,
+    Pack,
+    Policy,
+)
+from executions.storable import NUL
 from queues.policy import resolve_limit
 from queues.services import WaitingInfo, waiting_info
 
@@ -26,12 +39,15 @@ class ErrorSerializer(serializers.Serializer):
     detail = serializers.JSONField(required=False, help_text="Field-by-field validation errors.")
 
 
-class PackSerializer(serializers.ModelSerializer):
+class PackSerializer(StrictModelSerializer):
     """A pack's ref cannot change once created; catalog.update_pack refuses it."""
 
     class Meta:
         model = Pack
         fields = ["ref", "label", "description", "concurrency_limit"]
+        # Without DRF's UniqueValidator: a taken ref is a conflict (409), which
+        # catalog.create_pack reports, not a malformed field (400).
+        extra_kwargs = {"ref": {"validators": [PACK_REF_VALIDATOR]}}
 
     def create(self, validated_data: dict[str, Any]) -> Pack:
         return catalog.create_pack(**validated_data)
@@ -40,11 +56,33 @@ class PackSerializer(serializers.ModelSerializer):
         return catalog.update_pack(instance, **validated_data)
 
 
-class ActionSerializer(serializers.ModelSerializer):
+class PackRefField(serializers.SlugRelatedField):
+    """A pack named by its ref. An unknown one is PackNotFound (404), as an
+    unknown action is when requesting an execution."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(slug_field="ref", queryset=Pack.objects.all(), **kwargs)
+
+    def to_internal_value(self, data: Any) -> Pack:
+        if not isinstance(data, str):
+            self.fail("invalid")
+        if NUL in data:
+            # The same words as DRF's text fields; the driver could not send it anyway.
+            raise serializers.ValidationError("Null characters are not allowed.")
+        pack = Pack.objects.filter(ref=data).first()
+        if pack is None:
+            raise PackNotFound(f"Pack '{data}' not found")
+        return pack
+
+
+class ActionSerializer(StrictModelSerializer):
     """An action's pack and name (its ref) cannot change once created;
     catalog.update_action refuses it."""
 
-    pack = serializers.SlugRelatedField(slug_field="ref", queryset=Pack.objects.all())
+    pack = PackRefField(help_text="The pack's ref.")
+    parameters_schema = JSONObjectField(
+        required=False, help_text="A JSON Schema (draft 2020-12) the parameters of each request must match."
+    )
     effective_concurrency_limit = serializers.SerializerMethodField(
         help_text="The limit in force: the action's own, else its pack's, else the global default; "
         "null means unlimited."
@@ -70,6 +108,9 @@ class ActionSerializer(serializers.ModelSerializer):
             "queue_timeout_seconds",
         ]
         read_only_fields = ["ref"]
+        # Without DRF's UniqueTogetherValidator: a name taken in the pack is a
+        # conflict (409), which catalog.create_action reports.
+        validators: list[Any] = []
 
     @extend_schema_field(serializers.IntegerField(allow_null=True))
     def get_effective_concurrency_limit(self, action: Action) -> int | None:
@@ -83,13 +124,13 @@ class ActionSerializer(serializers.ModelSerializer):
 
 
 class ExecutionRequestSerializer(serializers.Serializer):
-    action = serializers.CharField(max_length=201, help_text="The action's ref, e.g. core.http_request.")
-    parameters = serializers.JSONField(
+    action = StrictCharField(max_length=201, help_text="The action's ref, e.g. core.http_request.")
+    parameters = JSONObjectField(
         required=False,
         allow_null=True,
         help_text="A JSON object checked against the action's parameters_schema; empty if omitted.",
     )
-    priority = serializers.IntegerField(
+    priority = StrictIntegerField(
         required=False,
         default=DEFAULT_PRIORITY,
         min_value=0,
@@ -104,11 +145,13 @@ class ExecutionSerializer(serializers.ModelSerializer):
     requested_by = serializers.SlugRelatedField(
         slug_field="username",
         read_only=True,
+        allow_null=True,
         help_text="Who requested it; null when a management command or the system did.",
     )
     cancelled_by = serializers.SlugRelatedField(
         slug_field="username",
         read_only=True,
+        allow_null=True,
         help_text="Who cancelled it; null when not cancelled by a user.",
     )
 
@@ -182,18 +225,28 @@ class AuditEntrySerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class PolicySerializer(serializers.ModelSerializer):
+class ActionRefField(serializers.SlugRelatedField):
+    """An action named by its ref; an unknown one is ActionNotFound (404)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(slug_field="ref", queryset=Action.objects.all(), **kwargs)
+
+    def to_internal_value(self, data: Any) -> Action:
+        if not isinstance(data, str):
+            self.fail("invalid")
+        if NUL in data:
+            raise serializers.ValidationError("Null characters are not allowed.")
+        return services.get_action(data)
+
+
+class PolicySerializer(StrictModelSerializer):
     """A policy's pack and action are named by ref. Saving goes through
     executions.catalog, which runs the model's validation."""
 
-    pack = serializers.SlugRelatedField(
-        slug_field="ref", queryset=Pack.objects.all(), required=False, allow_null=True
-    )
-    action = serializers.SlugRelatedField(
-        slug_field="ref", queryset=Action.objects.all(), required=False, allow_null=True
-    )
+    pack = PackRefField(required=False, allow_null=True)
+    action = ActionRefField(required=False, allow_null=True)
     parameters = serializers.ListField(
-        child=serializers.CharField(max_length=200),
+        child=StrictCharField(max_length=200),
         required=False,
         max_length=5,
         help_text="Parameter names or dot-paths (e.g. host, target.host): each combination of their "
@@ -222,6 +275,9 @@ class PolicySerializer(serializers.ModelSerializer):
             "updated",
         ]
         read_only_fields = ["created", "updated"]
+        # Without DRF's UniqueValidator: a taken name is a conflict (409),
+        # which catalog.create_policy reports.
+        extra_kwargs = {"name": {"validators": [POLICY_NAME_VALIDATOR]}}
 
     def create(self, validated_data: dict[str, Any]) -> Policy:
         return catalog.create_policy(**validated_data)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from drf_spectacular.utils import (
+    OpenApiExample,
     OpenApiResponse,
     PolymorphicProxySerializer,
     extend_schema,
@@ -23,6 +24,7 @@ from rest_framework.viewsets import GenericViewSet
 from executions import catalog, services
 from executions.api.filters import ActionFilter, AuditFilter, ExecutionFilter
 from executions.api.permissions import IsStaff, IsStaffOrReadOnly
+from executions.api.schema import BoundedPolymorphicProxySerializer
 from executions.api.serializers import (
     ActionPoliciesSerializer,
     ActionSerializer,
@@ -35,13 +37,48 @@ from executions.api.serializers import (
     PolicySerializer,
 )
 from executions.models import Action, AuditEntry, Execution, Pack, Policy
+from executions.storable import NUL
 from queues import policy as policies
 
 
 class ApiPagination(LimitOffsetPagination):
+    """``limit`` (1 to 500, default 50) and ``offset`` (from 0); a value
+    outside those is a 400 naming it, where DRF's would silently use another."""
+
     default_limit = 50
     # One request cannot make the server serialise a whole table.
     max_limit = 500
+
+    def get_limit(self, request: Request) -> int:
+        return _bounded_int(request, self.limit_query_param, self.default_limit, 1, self.max_limit)
+
+    def get_offset(self, request: Request) -> int:
+        return _bounded_int(request, self.offset_query_param, 0, 0, None)
+
+    def get_schema_operation_parameters(self, view: Any) -> list[dict[str, Any]]:
+        parameters = super().get_schema_operation_parameters(view)
+        bounds = {
+            self.limit_query_param: {"minimum": 1, "maximum": self.max_limit, "default": self.default_limit},
+            self.offset_query_param: {"minimum": 0, "default": 0},
+        }
+        for parameter in parameters:
+            parameter["schema"].update(bounds.get(parameter["name"], {}))
+        return parameters
+
+
+def _bounded_int(request: Request, name: str, default: int, minimum: int, maximum: int | None) -> int:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return default
+    allowed = f"from {minimum} to {maximum}" if maximum is not None else f"of at least {minimum}"
+    try:
+        # Digits only: int() would also take "+5", " 5" and "5_0".
+        value = int(raw) if raw.isascii() and raw.isdigit() else None
+    except ValueError:  # more digits than int() converts
+        value = None
+    if value is None or value < minimum or (maximum is not None and value > maximum):
+        raise ValidationError({name: [f"Must be a whole number {allowed}, got {raw!r}."]})
+    return value
 
 
 def errors(*codes: int) -> dict[int, OpenApiResponse]:
@@ -49,23 +86,33 @@ def errors(*codes: int) -> dict[int, OpenApiResponse]:
         400: "Invalid input; the message names the field.",
         401: "No or invalid credentials.",
         403: "Authenticated, but not allowed: staff only, or no grant on the action; the message says which.",
-        404: "No such object.",
-        409: "The current state forbids it.",
+        404: "No such object, or the body names one that does not exist.",
+        409: "The current state forbids it: the ref is taken, a field that cannot change would, "
+        "the action is disabled, the execution has ended.",
+        413: "The body is larger than the server reads (DATA_UPLOAD_MAX_MEMORY_SIZE, 2.5 MB by default).",
+        415: "The body is not JSON.",
         429: "Too many requests from this client, or the action's queue is full; see Retry-After.",
         503: "A backing store is unavailable; see Retry-After.",
     }
     return {code: OpenApiResponse(ErrorSerializer, description=descriptions[code]) for code in codes}
 
 
+LIST_ERRORS = errors(400, 401)
 READ_ERRORS = errors(401, 404)
-CREATE_ERRORS = errors(400, 401, 403)
-WRITE_ERRORS = errors(400, 401, 403, 404)
+# Every request with a body may also be too large (413) or not JSON (415).
+CREATE_ERRORS = errors(400, 401, 403, 409, 413, 415)
+WRITE_ERRORS = errors(400, 401, 403, 404, 409, 413, 415)
 
 
 @extend_schema_view(
-    list=extend_schema(summary="List packs", responses={200: PackSerializer(many=True), **errors(401)}),
+    list=extend_schema(summary="List packs", responses={200: PackSerializer(many=True), **LIST_ERRORS}),
     retrieve=extend_schema(summary="Get a pack by ref", responses={200: PackSerializer, **READ_ERRORS}),
-    create=extend_schema(summary="Create a pack (staff)", responses={201: PackSerializer, **CREATE_ERRORS}),
+    create=extend_schema(
+        summary="Create a pack (staff)",
+        description="A ref already taken is a conflict (409).",
+        responses={201: PackSerializer, **CREATE_ERRORS},
+        examples=[OpenApiExample("A pack", value={"ref": "ops", "label": "Operations"}, request_only=True)],
+    ),
     update=extend_schema(summary="Replace a pack (staff)", responses={200: PackSerializer, **WRITE_ERRORS}),
     partial_update=extend_schema(
         summary="Change a pack (staff)", responses={200: PackSerializer, **WRITE_ERRORS}
@@ -86,7 +133,8 @@ class PackViewSet(
 
     def get_object(self) -> Pack:
         ref = self.kwargs["ref"]
-        pack = Pack.objects.filter(ref=ref).first()
+        # No ref holds a NUL (PostgreSQL could not store it); the driver refuses to send one.
+        pack = Pack.objects.filter(ref=ref).first() if NUL not in ref else None
         if pack is None:
             raise NotFound(f"Pack '{ref}' not found")
         self.check_object_permissions(self.request, pack)
@@ -94,12 +142,31 @@ class PackViewSet(
 
 
 @extend_schema_view(
-    list=extend_schema(summary="List actions", responses={200: ActionSerializer(many=True), **errors(401)}),
+    list=extend_schema(summary="List actions", responses={200: ActionSerializer(many=True), **LIST_ERRORS}),
     retrieve=extend_schema(summary="Get an action by ref", responses={200: ActionSerializer, **READ_ERRORS}),
     create=extend_schema(
         summary="Create an action (staff)",
-        description="The ref is `<pack>.<name>`; parameters_schema must be a valid JSON Schema.",
-        responses={201: ActionSerializer, **CREATE_ERRORS},
+        description="The ref is `<pack>.<name>`; parameters_schema must be a valid JSON Schema. "
+        "An unknown pack is 404; a name the pack already has, 409.",
+        responses={201: ActionSerializer, **CREATE_ERRORS, **errors(404)},
+        examples=[
+            OpenApiExample(
+                "A Python action",
+                value={
+                    "pack": "core",
+                    "name": "greet",
+                    "runner": "python",
+                    "entrypoint": "workers.core_actions.echo",
+                    "parameters_schema": {
+                        "type": "object",
+                        "properties": {"message": {"type": "string"}},
+                        "additionalProperties": False,
+                    },
+                    "concurrency_limit": 2,
+                },
+                request_only=True,
+            )
+        ],
     ),
     update=extend_schema(
         summary="Replace an action's definition and policy (staff)",
@@ -150,7 +217,7 @@ class ActionViewSet(
         summary="List executions",
         description="Newest first; filter by action, status and creation time. Staff see every "
         "execution; other users those of the actions a grant lets them read, and their own.",
-        responses={200: ExecutionSerializer(many=True), **errors(400, 401)},
+        responses={200: ExecutionSerializer(many=True), **LIST_ERRORS},
     ),
 )
 class ExecutionViewSet(mixins.ListModelMixin, GenericViewSet):
@@ -160,6 +227,8 @@ class ExecutionViewSet(mixins.ListModelMixin, GenericViewSet):
     pagination_class = ApiPagination
     filterset_class = ExecutionFilter
     lookup_field = "id"
+    # Any segment, so a malformed id is the same 404 as an unknown one.
+    lookup_value_regex = r"[^/]+"
 
     def get_queryset(self) -> Any:
         # Parameters and results can hold secrets: only what the user may read.
@@ -174,12 +243,27 @@ class ExecutionViewSet(mixins.ListModelMixin, GenericViewSet):
         "order. All or nothing: an invalid item (the error names it, `[3].parameters.seconds`) or a "
         "queue too full for the ones that would wait (429) leaves none of them. The answer is the "
         "list of executions, without `queue_position` and `estimated_wait_seconds`.",
-        request=PolymorphicProxySerializer(
+        request=BoundedPolymorphicProxySerializer(
             component_name="ExecutionRequestOrBatch",
-            serializers=[ExecutionRequestSerializer, ExecutionRequestSerializer(many=True)],
+            serializers=[
+                ExecutionRequestSerializer,
+                ExecutionRequestSerializer(many=True, allow_empty=False, max_length=services.MAX_BATCH),
+            ],
             resource_type_field_name=None,
             many=False,
         ),
+        examples=[
+            OpenApiExample(
+                "One execution",
+                value={"action": "core.echo", "parameters": {"message": "hello"}},
+                request_only=True,
+            ),
+            OpenApiExample(
+                "A batch",
+                value=[{"action": "core.noop"}, {"action": "core.noop", "parameters": {}}],
+                request_only=True,
+            ),
+        ],
         responses={
             201: PolymorphicProxySerializer(
                 component_name="ExecutionOrBatch",
@@ -187,7 +271,7 @@ class ExecutionViewSet(mixins.ListModelMixin, GenericViewSet):
                 resource_type_field_name=None,
                 many=False,
             ),
-            **errors(400, 401, 403, 404, 409, 429, 503),
+            **errors(400, 401, 403, 404, 409, 413, 415, 429, 503),
         },
     )
     def create(self, request: Request) -> Response:
@@ -208,6 +292,7 @@ class ExecutionViewSet(mixins.ListModelMixin, GenericViewSet):
         )
 
     def _create_batch(self, request: Request) -> Response:
+        # An empty list passes here so the service's words refuse it, as for any caller.
         serializer = ExecutionRequestSerializer(data=request.data, many=True, max_length=services.MAX_BATCH)
         serializer.is_valid(raise_exception=True)
         items = serializer.validated_data
@@ -262,12 +347,13 @@ class AuditViewSet(mixins.ListModelMixin, GenericViewSet):
 
 
 @extend_schema_view(
-    list=extend_schema(summary="List policies", responses={200: PolicySerializer(many=True), **errors(401)}),
+    list=extend_schema(summary="List policies", responses={200: PolicySerializer(many=True), **LIST_ERRORS}),
     retrieve=extend_schema(summary="Get a policy by name", responses={200: PolicySerializer, **READ_ERRORS}),
     create=extend_schema(
         summary="Create a policy (staff)",
-        description="Applies at once to the queues it covers.",
-        responses={201: PolicySerializer, **CREATE_ERRORS},
+        description="Applies at once to the queues it covers. An unknown pack or action is 404, "
+        "a taken name 409.",
+        responses={201: PolicySerializer, **WRITE_ERRORS},
     ),
     update=extend_schema(
         summary="Replace a policy (staff)",

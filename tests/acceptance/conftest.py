@@ -13,6 +13,10 @@ import redis
 from tests.conftest import WorkerProcess
 from tests.faults import start_manage_loop
 
+# One line per schemathesis run (tests/acceptance/test_api_fuzz.py), shown
+# at the end of the session: operations, examples and failures.
+FUZZ_SUMMARIES = pytest.StashKey[list[str]]()
+
 # Short enough that a test sees a lease run out in seconds, long enough that
 # a busy two-core machine never misses three renewals in a row.
 LEASE_SECONDS = 4.0
@@ -51,3 +55,11 @@ def broker(redis_db: redis.Redis) -> redis.Redis:
     from django.conf import settings
 
     return redis.Redis.from_url(settings.CELERY_BROKER_URL, decode_responses=True)
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    summaries = config.stash.get(FUZZ_SUMMARIES, [])
+    if summaries:
+        terminalreporter.section("schemathesis")
+        for line in summaries:
+            terminalreporter.write_line(line)

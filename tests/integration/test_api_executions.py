@@ -109,7 +109,7 @@ def test_it_answers_400_when_parameters_is_not_an_object(bob: APIClient, limited
     response = request(bob, limited.ref, [1, 2])
 
     assert response.status_code == 400
-    assert response.json() == {"error": "parameters must be a JSON object", "field": "parameters"}
+    assert response.json()["error"] == "parameters: Must be a JSON object."
 
 
 def test_it_answers_400_when_the_action_is_missing_from_the_body(bob: APIClient, redis_db: Any) -> None:

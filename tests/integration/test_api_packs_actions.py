@@ -58,7 +58,6 @@ def test_it_creates_a_pack(alice: APIClient) -> None:
     ("body", "error"),
     [
         ({"ref": "Not Valid"}, "ref: A pack ref may hold only lowercase letters, digits and '_'."),
-        ({"ref": "core"}, "ref: pack with this ref already exists."),
         (
             {"ref": "ops", "concurrency_limit": 0},
             "concurrency_limit: Ensure this value is greater than or equal to 1.",
@@ -76,16 +75,26 @@ def test_it_refuses_an_invalid_pack_naming_the_field(
     assert list(Pack.objects.values_list("ref", flat=True)) == ["core"]
 
 
+def test_it_answers_409_for_a_pack_ref_already_taken(alice: APIClient, core_pack: Any) -> None:
+    response = alice.post("/api/v1/packs", {"ref": "core", "label": "Again"}, format="json")
+
+    assert response.status_code == 409
+    assert response.json() == {"error": "Pack 'core' already exists"}
+    assert Pack.objects.get().label == "Core"
+
+
 def test_it_updates_a_pack_but_never_its_ref(alice: APIClient, core_pack: Any) -> None:
     changed = alice.patch("/api/v1/packs/core", {"label": "Core actions"}, format="json")
     renamed = alice.patch("/api/v1/packs/core", {"ref": "kernel"}, format="json")
 
     assert changed.status_code == 200
     assert changed.json()["label"] == "Core actions"
-    assert renamed.status_code == 400
-    assert (
-        renamed.json()["error"] == "ref: Cannot be changed once created: it is part of the pack's ref 'core'."
-    )
+    # The ref is what the pack is; changing it conflicts with what exists.
+    assert renamed.status_code == 409
+    assert renamed.json() == {
+        "error": "ref: Cannot be changed once created: it is part of the pack's ref 'core'.",
+        "field": "ref",
+    }
     assert Pack.objects.get().ref == "core"
 
 
@@ -132,8 +141,6 @@ def test_it_creates_an_action_whose_ref_is_pack_dot_name(alice: APIClient, core_
     ("change", "error"),
     [
         ({"name": "Hello World"}, "name: An action name may hold only lowercase letters, digits and '_'."),
-        ({"name": "sleep"}, "non_field_errors"),
-        ({"pack": "nope"}, "pack: Object with ref=nope does not exist."),
         ({"runner": "perl"}, 'runner: "perl" is not a valid choice.'),
         (
             {"parameters_schema": {"type": "objekt"}},
@@ -155,13 +162,25 @@ def test_it_refuses_an_invalid_action_naming_the_field(
     response = alice.post("/api/v1/actions", {**NEW_ACTION, **change}, format="json")
 
     assert response.status_code == 400
-    body = response.json()
-    if error == "non_field_errors":
-        # The pack already has an action of that name.
-        assert body["error"] == "The fields pack, name must make a unique set."
-    else:
-        assert body["error"] == error
+    assert response.json()["error"] == error
     assert not Action.objects.filter(ref="core.hello").exists()
+
+
+def test_it_answers_409_for_a_name_the_pack_already_has(alice: APIClient, core_pack: Any) -> None:
+    response = alice.post("/api/v1/actions", {**NEW_ACTION, "name": "sleep"}, format="json")
+
+    assert response.status_code == 409
+    assert response.json() == {"error": "Action 'core.sleep' already exists"}
+    assert Action.objects.get(ref="core.sleep").entrypoint == "workers.core_actions.sleep"
+
+
+def test_it_answers_404_for_an_action_in_an_unknown_pack(alice: APIClient, core_pack: Any) -> None:
+    # As requesting an execution of an unknown action is.
+    response = alice.post("/api/v1/actions", {**NEW_ACTION, "pack": "nope"}, format="json")
+
+    assert response.status_code == 404
+    assert response.json() == {"error": "Pack 'nope' not found"}
+    assert not Pack.objects.filter(ref="nope").exists()
 
 
 def test_it_changes_an_actions_policy_but_never_its_ref(alice: APIClient, core_pack: Any) -> None:
@@ -177,10 +196,11 @@ def test_it_changes_an_actions_policy_but_never_its_ref(alice: APIClient, core_p
     assert changed.json()["effective_concurrency_limit"] == 3
     action = Action.objects.get(ref="core.sleep")
     assert (action.concurrency_limit, action.max_queue_length, action.enabled) == (3, 50, False)
-    assert renamed.status_code == 400
-    assert renamed.json()["error"] == (
-        "name: Cannot be changed once created: it is part of the action's ref 'core.sleep'."
-    )
+    assert renamed.status_code == 409
+    assert renamed.json() == {
+        "error": "name: Cannot be changed once created: it is part of the action's ref 'core.sleep'.",
+        "field": "name",
+    }
     # Naming the pack it is already in changes nothing, so it is allowed.
     assert moved.status_code == 200
 

@@ -59,12 +59,29 @@ def test_it_documents_every_endpoint_and_method(schema: dict[str, Any]) -> None:
 def test_it_documents_the_errors_of_requesting_an_execution(schema: dict[str, Any]) -> None:
     responses = schema["paths"]["/api/v1/executions"]["post"]["responses"]
 
-    assert set(responses) == {"201", "400", "401", "403", "404", "409", "429", "503"}
+    assert set(responses) == {"201", "400", "401", "403", "404", "409", "413", "415", "429", "503"}
     error = responses["429"]["content"]["application/json"]["schema"]["$ref"]
     assert error == "#/components/schemas/Error"
     created = schema["components"]["schemas"]["ExecutionDetail"]["properties"]
     assert created["queue_position"]["nullable"] is True
     assert "estimated_wait_seconds" in created
+
+
+def test_it_states_the_bounds_and_nulls_the_api_applies(schema: dict[str, Any]) -> None:
+    components = schema["components"]["schemas"]
+    batch = components["ExecutionRequestOrBatchRequest"]["oneOf"][1]
+    limit = {p["name"]: p["schema"] for p in schema["paths"]["/api/v1/packs"]["get"]["parameters"]}
+
+    assert (batch["type"], batch["minItems"], batch["maxItems"]) == ("array", 1, 1000)
+    assert limit["limit"] == {"type": "integer", "minimum": 1, "maximum": 500, "default": 50}
+    assert components["ActionRequest"]["properties"]["timeout_seconds"]["maximum"] == 604800
+    assert components["ActionRequest"]["properties"]["parameters_schema"]["type"] == "object"
+    assert components["Execution"]["properties"]["requested_by"]["nullable"] is True
+    assert components["Execution"]["properties"]["cancelled_by"]["nullable"] is True
+    for path, operations in schema["paths"].items():
+        for method, operation in operations.items():
+            if "requestBody" in operation:
+                assert {"413", "415"} <= set(operation["responses"]), f"{method} {path}"
 
 
 def test_it_requires_authentication_on_every_operation(schema: dict[str, Any]) -> None:

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 from billiard.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded, WorkerLostError
 
-from executions.models import ExecutionStatus
+from executions.models import MAX_TIMEOUT_SECONDS, ExecutionStatus
 from workers.exceptions import ActionError, ActionTimedOut, EntrypointNotFound, ExecutionCancelled
 from workers.execution import status_for
 from workers.runners import load_callable, render_command, run_python, run_shell
@@ -34,6 +34,11 @@ def test_it_fails_on_a_non_zero_exit_and_keeps_the_output() -> None:
 def test_it_kills_a_command_past_its_timeout() -> None:
     with pytest.raises(ActionTimedOut, match=r"longer than 0\.3 s"):
         run_shell("sleep 20", {}, 0.3)
+
+
+def test_it_runs_a_command_with_the_longest_timeout_an_action_may_have() -> None:
+    # Past about 24.8 days the wait overflows (OverflowError: timeout is too large).
+    assert run_shell("echo {word}", {"word": "fine"}, float(MAX_TIMEOUT_SECONDS))["stdout"] == "fine\n"
 
 
 def test_it_calls_a_python_entrypoint_with_the_parameters() -> None:
