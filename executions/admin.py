@@ -71,7 +71,12 @@ class ActionAdmin(admin.ModelAdmin):
     def get_readonly_fields(self, request: HttpRequest, obj: Action | None = None) -> list[str]:
         # The ref names the queue and every execution of the action.
         identity = ["pack", "name"] if obj is not None else []
-        return [*identity, "ref", "effective_limit"]
+        # Which code runs is for superusers (executions.api.permissions.SuperuserDefinesCode).
+        code = [] if request.user.is_superuser else ["runner", "entrypoint"]
+        return [*identity, *code, "ref", "effective_limit"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return bool(request.user.is_superuser) and super().has_add_permission(request)
 
     @admin.display(description="limit in force")
     def effective_limit(self, action: Action) -> str:

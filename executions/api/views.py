@@ -23,7 +23,7 @@ from rest_framework.viewsets import GenericViewSet
 
 from executions import catalog, services
 from executions.api.filters import ActionFilter, AuditFilter, ExecutionFilter
-from executions.api.permissions import IsStaff, IsStaffOrReadOnly
+from executions.api.permissions import IsStaff, IsStaffOrReadOnly, SuperuserDefinesCode
 from executions.api.schema import BoundedPolymorphicProxySerializer
 from executions.api.serializers import (
     ActionPoliciesSerializer,
@@ -145,7 +145,7 @@ class PackViewSet(
     list=extend_schema(summary="List actions", responses={200: ActionSerializer(many=True), **LIST_ERRORS}),
     retrieve=extend_schema(summary="Get an action by ref", responses={200: ActionSerializer, **READ_ERRORS}),
     create=extend_schema(
-        summary="Create an action (staff)",
+        summary="Create an action (superuser)",
         description="The ref is `<pack>.<name>`; parameters_schema must be a valid JSON Schema. "
         "An unknown pack is 404; a name the pack already has, 409.",
         responses={201: ActionSerializer, **CREATE_ERRORS, **errors(404)},
@@ -188,7 +188,7 @@ class ActionViewSet(
 ):
     queryset = Action.objects.select_related("pack").order_by("ref")
     serializer_class = ActionSerializer
-    permission_classes = [IsStaffOrReadOnly]
+    permission_classes = [IsStaffOrReadOnly, SuperuserDefinesCode]
     pagination_class = ApiPagination
     filterset_class = ActionFilter
     lookup_field = "ref"

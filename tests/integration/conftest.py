@@ -1,7 +1,8 @@
 """API personas, each an APIClient that authenticates the way a real client
 does (an `Authorization: Bearer <token>` header):
 
-- alice is staff: she defines packs and actions and may purge queues;
+- alice is a superuser: she defines packs and actions (the code they run
+  included) and may purge queues;
 - bob is a plain user granted `execute` on the `core` and `test` packs: he
   requests executions of their actions and cancels his own;
 - charlie is anonymous: he gets nothing but 401.
@@ -32,7 +33,11 @@ def _client_for(username: str, *, is_staff: bool) -> APIClient:
 
 @pytest.fixture
 def alice(db: None) -> APIClient:
-    return _client_for("alice", is_staff=True)
+    from django.contrib.auth.models import User
+
+    client = _client_for("alice", is_staff=True)
+    User.objects.filter(username="alice").update(is_superuser=True)
+    return client
 
 
 @pytest.fixture

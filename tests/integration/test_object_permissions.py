@@ -217,3 +217,27 @@ def test_a_command_requests_without_a_user_and_only_staff_read_those(world: dict
     assert world["sam"].get(f"{URL}/{execution.pk}").json()["requested_by"] is None
     assert world["bob"].get(f"{URL}/{execution.pk}").status_code == 200
     assert world["charlie"].get(f"{URL}/{execution.pk}").status_code == 404
+
+
+def test_only_a_superuser_defines_which_code_an_action_runs(world: dict[str, Any]) -> None:
+    sam, root = world["sam"], world["root"]
+    new = {"pack": "other", "name": "cmd", "runner": "python", "entrypoint": "os.system"}
+
+    created_by_staff = sam.post("/api/v1/actions", new, format="json")
+    repointed = sam.patch("/api/v1/actions/other.job", {"entrypoint": "os.system"}, format="json")
+    relimited = sam.patch("/api/v1/actions/other.job", {"concurrency_limit": 4}, format="json")
+    same_code = sam.patch("/api/v1/actions/other.job", {"runner": "python"}, format="json")
+    created_by_root = root.post(
+        "/api/v1/actions", {**new, "entrypoint": "workers.core_actions.noop"}, format="json"
+    )
+
+    message = (
+        "Defining which code an action runs (creating one, or changing its runner or entrypoint) "
+        "needs a superuser."
+    )
+    assert (created_by_staff.status_code, created_by_staff.json()) == (403, {"error": message})
+    assert (repointed.status_code, repointed.json()) == (403, {"error": message})
+    assert relimited.status_code == same_code.status_code == 200
+    assert created_by_root.status_code == 201
+    assert Action.objects.get(ref="other.job").entrypoint == "workers.core_actions.noop"
+    assert not Action.objects.filter(entrypoint="os.system").exists()
