@@ -23,8 +23,10 @@ from tests.helpers import wait_all_terminal
 pytestmark = [pytest.mark.acceptance, pytest.mark.django_db(transaction=True)]
 
 
-def _client(username: str, *, is_staff: bool) -> APIClient:
-    user = User.objects.create_user(username, password=f"{username}-password", is_staff=is_staff)
+def _client(username: str, *, is_staff: bool, is_superuser: bool = False) -> APIClient:
+    user = User.objects.create_user(
+        username, password=f"{username}-password", is_staff=is_staff, is_superuser=is_superuser
+    )
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {Token.objects.create(user=user).key}")
     client.user = user  # type: ignore[attr-defined]
@@ -54,7 +56,8 @@ def _payloads(marker_dir: Path) -> list[str]:
 def test_metacharacters_through_a_placeholder_stay_quoted(
     worker_factory: Any, redis_db: redis.Redis, tmp_path: Path
 ) -> None:
-    alice = _client("alice", is_staff=True)
+    # A superuser defines the shell action; dana runs it with a grant.
+    alice = _client("alice", is_staff=True, is_superuser=True)
     dana = _client("dana", is_staff=False)
     created = alice.post(
         "/api/v1/actions",
