@@ -14,7 +14,7 @@ from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.db import transaction
 
 from executions.exceptions import AlreadyExists, ImmutableField
-from executions.models import Action, Pack, Policy
+from executions.models import Action, Pack, Policy, PolicyScope
 
 # Identity fields: an action's ref names its queue, its executions and its
 # metrics, so neither it nor what it is made of changes after creation.
@@ -118,3 +118,15 @@ def update_policy(policy: Policy, **fields: Any) -> Policy:
 def delete_policy(policy: Policy) -> None:
     with transaction.atomic():
         policy.delete()
+
+
+def actions_covered(scope: str | None, pack_id: int | None, action_id: int | None) -> set[int]:
+    """The ids of the actions a policy of ``scope`` on that pack or action
+    covers (every action for a global one)."""
+    if scope == PolicyScope.ACTION and action_id is not None:
+        return {action_id}
+    if scope == PolicyScope.PACK and pack_id is not None:
+        return set(Action.objects.filter(pack_id=pack_id).values_list("pk", flat=True))
+    if scope == PolicyScope.GLOBAL:
+        return set(Action.objects.values_list("pk", flat=True))
+    return set()

@@ -11,8 +11,8 @@ from django.db.models import Model
 from django.db.models.signals import post_delete, post_save, pre_save
 from django.dispatch import receiver
 
-from executions import audit
-from executions.models import Action, AuditKind, Grant, Pack, Policy, PolicyScope
+from executions import audit, catalog
+from executions.models import Action, AuditKind, Grant, Pack, Policy
 
 AUDITED: dict[type[Model], tuple[str, str, str]] = {
     Pack: (AuditKind.PACK_CREATED, AuditKind.PACK_CHANGED, AuditKind.PACK_DELETED),
@@ -30,23 +30,13 @@ def _target(instance: Model) -> str:
     return f"{instance} (#{instance.pk})"
 
 
-def _covered_action_ids(scope: str | None, pack_id: int | None, action_id: int | None) -> set[int]:
-    if scope == PolicyScope.ACTION and action_id is not None:
-        return {action_id}
-    if scope == PolicyScope.PACK and pack_id is not None:
-        return set(Action.objects.filter(pack_id=pack_id).values_list("pk", flat=True))
-    if scope == PolicyScope.GLOBAL:
-        return set(Action.objects.values_list("pk", flat=True))
-    return set()
-
-
 def _refill_policy_change(instance: Policy, before: tuple[str | None, int | None, int | None] | None) -> None:
     from queues.dispatch import refill_actions
 
-    action_ids = _covered_action_ids(instance.scope, instance.pack_id, instance.action_id)
+    action_ids = catalog.actions_covered(instance.scope, instance.pack_id, instance.action_id)
     if before is not None:
         # A policy moved to another target stops applying to its old one.
-        action_ids |= _covered_action_ids(*before)
+        action_ids |= catalog.actions_covered(*before)
     transaction.on_commit(lambda: refill_actions(sorted(action_ids)))
 
 

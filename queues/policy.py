@@ -88,11 +88,17 @@ class EffectivePolicy:
         return self.method == PolicyMethod.CANCEL
 
 
+def precedence(policy: Policy) -> tuple[int, int, int]:
+    """Sort key: action scope first, then pack, then global; within a scope
+    the highest priority, then the oldest."""
+    return (SCOPES.index(policy.scope), -policy.priority, policy.pk)
+
+
 def policies_for(action: Action) -> list[Policy]:
     """The enabled policies that cover ``action``, in precedence order."""
     covering = Q(scope=PolicyScope.GLOBAL) | Q(pack_id=action.pack_id) | Q(action_id=action.pk)
     found = Policy.objects.filter(covering, enabled=True)
-    return sorted(found, key=lambda policy: (SCOPES.index(policy.scope), -policy.priority, policy.pk))
+    return sorted(found, key=precedence)
 
 
 def _first(policies: Iterable[Policy], scope: str, has: Callable[[Policy], bool]) -> Policy | None:
@@ -172,7 +178,7 @@ def resolve_many(actions: Iterable[Action]) -> dict[int, EffectivePolicy]:
     """``resolve`` for many actions with one query, by action id."""
     actions = list(actions)
     enabled = list(Policy.objects.filter(enabled=True))
-    ranked = sorted(enabled, key=lambda policy: (SCOPES.index(policy.scope), -policy.priority, policy.pk))
+    ranked = sorted(enabled, key=precedence)
     return {
         action.pk: resolve(
             action,

@@ -37,36 +37,15 @@ def _client(username: str, *, is_staff: bool = False, is_superuser: bool = False
 
 
 @pytest.fixture
-def world(redis_db: Any, core_pack: Any) -> dict[str, Any]:
-    deploy = Pack.objects.create(ref="deploy")
-    other = Pack.objects.create(ref="other")
-    schema = {"type": "object"}
+def world(redis_db: Any, core_pack: Any, make_action: Any) -> dict[str, Any]:
     actions = {
-        "deploy.app": Action.objects.create(
-            pack=deploy,
-            name="app",
-            runner="python",
-            entrypoint="workers.core_actions.noop",
-            parameters_schema=schema,
-            concurrency_limit=1,
+        "deploy.app": make_action("app", pack="deploy", concurrency_limit=1),
+        "deploy.shell": make_action(
+            "shell", pack="deploy", runner="shell", entrypoint="true", concurrency_limit=1
         ),
-        "deploy.shell": Action.objects.create(
-            pack=deploy,
-            name="shell",
-            runner="shell",
-            entrypoint="true",
-            parameters_schema=schema,
-            concurrency_limit=1,
-        ),
-        "other.job": Action.objects.create(
-            pack=other,
-            name="job",
-            runner="python",
-            entrypoint="workers.core_actions.noop",
-            parameters_schema=schema,
-            concurrency_limit=1,
-        ),
+        "other.job": make_action("job", pack="other", concurrency_limit=1),
     }
+    deploy = Pack.objects.get(ref="deploy")
     users = {
         "alice": _client("alice"),
         "bob": _client("bob"),
