@@ -31,11 +31,11 @@ class BusyFilter(admin.SimpleListFilter):
 class QueueStatsAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """Written only by the flusher and rebuild_queue_stats."""
 
-    list_display = ["action_ref", *STAT_FIELDS]
+    list_display = ["action_ref", "group", *STAT_FIELDS]
     list_filter = [BusyFilter]
     list_select_related = ["action"]
-    search_fields = ["action__ref"]
-    ordering = ["-queue_length", "-active_count", "action__ref"]
+    search_fields = ["action__ref", "group"]
+    ordering = ["-queue_length", "-active_count", "action__ref", "group"]
 
     @admin.display(description="action", ordering="action__ref")
     def action_ref(self, stats: QueueStats) -> str:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field, inline_serializer
 from rest_framework import serializers
 from rest_framework.exceptions import ValidationError
 from rest_framework.permissions import IsAuthenticated
@@ -23,13 +23,40 @@ from queues.models import STAT_FIELDS, QueueStats
 
 
 class QueueStatsSerializer(serializers.ModelSerializer):
+    """One queue: an action and one of its groups."""
+
     action_id = serializers.IntegerField(read_only=True)
     action_ref = serializers.CharField(source="action.ref", read_only=True)
+    group = serializers.CharField(
+        read_only=True,
+        help_text="`default`, or the combination of parameter values a policy with `parameters` "
+        "gives its own queue.",
+    )
 
     class Meta:
         model = QueueStats
-        fields = ["action_id", "action_ref", *STAT_FIELDS]
+        fields = ["action_id", "action_ref", "group", *STAT_FIELDS]
         read_only_fields = fields
+
+
+class ActionQueueStatsSerializer(serializers.ModelSerializer):
+    """An action's queues added up, and each of them under ``groups``."""
+
+    action_id = serializers.IntegerField(read_only=True)
+    action_ref = serializers.CharField(source="action.ref", read_only=True)
+    groups = serializers.SerializerMethodField(
+        help_text="A row per queue of the action, `default` first: one unless a policy with "
+        "`parameters` splits it."
+    )
+
+    class Meta:
+        model = QueueStats
+        fields = ["action_id", "action_ref", *STAT_FIELDS, "groups"]
+        read_only_fields = fields
+
+    @extend_schema_field(QueueStatsSerializer(many=True))
+    def get_groups(self, total: QueueStats) -> list[dict[str, Any]]:
+        return QueueStatsSerializer(self.context["groups"], many=True).data
 
 
 class PurgeReportSerializer(serializers.Serializer):
@@ -58,23 +85,28 @@ class ActionQueueStatsView(APIView):
         summary="Queue statistics of one action",
         tags=["queues"],
         description="`total_completed` counts executions that ended `completed`; `total_terminal` "
-        "counts every terminal status (completed, failed, timeout, cancelled, abandoned).",
+        "counts every terminal status (completed, failed, timeout, cancelled, abandoned). The "
+        "figures add up every group of the action; `groups` has each one.",
         responses={
-            200: inline_serializer("QueueStatsResponse", {"data": QueueStatsSerializer()}),
+            200: inline_serializer("QueueStatsResponse", {"data": ActionQueueStatsSerializer()}),
             **errors(401, 404),
         },
     )
     def get(self, request: Request, ref: str) -> Response:
-        return Response({"data": QueueStatsSerializer(services.queue_stats_for(ref)).data})
+        stats = services.queue_stats_for(ref)
+        return Response(
+            {"data": ActionQueueStatsSerializer(stats.total, context={"groups": stats.groups}).data}
+        )
 
 
 class QueueStatsListView(APIView):
     permission_classes = [IsAuthenticated]
 
     @extend_schema(
-        summary="Queue statistics of every action",
+        summary="Queue statistics of every queue",
         tags=["queues"],
-        description="Deepest queue first.",
+        description="A row per queue, deepest first: one per action, or one per group of an action "
+        "that a policy with `parameters` splits.",
         parameters=[
             OpenApiParameter(
                 "active", bool, description="true: only queues with executions waiting or running."

@@ -42,6 +42,27 @@ class LiveQueue:
     groups: list[LiveGroup] = field(default_factory=list)
 
 
+OTHER_GROUP = "other"
+
+
+def busiest_groups(groups: list[LiveGroup], max_groups: int) -> list[LiveGroup]:
+    """The ``max_groups`` busiest of an action's groups (``groups`` comes
+    busiest first) and the rest added up as one group named "other" (its
+    age the oldest of theirs): a parameter with a million values cannot
+    make a million series or table lines."""
+    rest = groups[max_groups:]
+    if not rest:
+        return groups
+    ages = [group.oldest_age_seconds for group in rest if group.oldest_age_seconds is not None]
+    other = LiveGroup(
+        OTHER_GROUP,
+        sum(group.queue_length for group in rest),
+        sum(group.active_count for group in rest),
+        max(ages) if ages else None,
+    )
+    return [*groups[:max_groups], other]
+
+
 def _from_ms(value: int | None) -> datetime | None:
     return None if value is None else datetime.fromtimestamp(value / 1000, tz=UTC)
 

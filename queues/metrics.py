@@ -28,7 +28,7 @@ import logging
 import os
 from collections.abc import Iterable, Iterator
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 from prometheus_client import (
@@ -121,31 +121,6 @@ def lease_reclaimed(action_ref: str) -> None:
 # --- queue gauges, read at scrape time ------------------------------------------
 
 
-OTHER_GROUP = "other"
-
-
-def exported_groups(groups: list[Any], max_groups: int) -> list[tuple[str, int, int, float]]:
-    """(group, waiting, active, oldest age) of the ``max_groups`` busiest
-    groups (``groups`` comes busiest first), and the rest added up as
-    "other": a parameter with a million values cannot make a million
-    series."""
-    shown = [
-        (group.name, group.queue_length, group.active_count, group.oldest_age_seconds or 0.0)
-        for group in groups[:max_groups]
-    ]
-    rest = groups[max_groups:]
-    if rest:
-        shown.append(
-            (
-                OTHER_GROUP,
-                sum(group.queue_length for group in rest),
-                sum(group.active_count for group in rest),
-                max(group.oldest_age_seconds or 0.0 for group in rest),
-            )
-        )
-    return shown
-
-
 class QueueCollector(Collector):
     """The ``attune_queue_*`` gauges and the gate's exact counters of every
     action, from the gate's live counters in Redis (one constant number of
@@ -157,7 +132,7 @@ class QueueCollector(Collector):
         return [*self._families(), *self._counter_families()]
 
     def collect(self) -> Iterable[Metric]:
-        from queues.live import live_queues
+        from queues.live import busiest_groups, live_queues
 
         up = GaugeMetricFamily(
             "attune_queue_collector_up",
@@ -175,10 +150,10 @@ class QueueCollector(Collector):
         max_groups = int(settings.ATTUNE_METRICS_MAX_GROUPS)
         for queue in queues:
             labels = [queue.action_ref]
-            for group, waiting, holding, age in exported_groups(queue.groups, max_groups):
-                length.add_metric([queue.action_ref, group], waiting)
-                active.add_metric([queue.action_ref, group], holding)
-                oldest.add_metric([queue.action_ref, group], age)
+            for group in busiest_groups(queue.groups, max_groups):
+                length.add_metric([queue.action_ref, group.name], group.queue_length)
+                active.add_metric([queue.action_ref, group.name], group.active_count)
+                oldest.add_metric([queue.action_ref, group.name], group.oldest_age_seconds or 0.0)
             limit.add_metric(labels, float("inf") if queue.max_concurrent is None else queue.max_concurrent)
             if queue.last_updated is not None:
                 updated.add_metric(labels, queue.last_updated.timestamp())

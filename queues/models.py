@@ -1,4 +1,8 @@
-"""The persisted picture of each action's queue, for the API, the admin and SQL.
+"""The persisted picture of each queue, for the API, the admin and SQL.
+
+A queue is an action and one of its groups (queues.keys.QueueRef): an
+action no policy splits has one row, group ``default``; a policy with
+``parameters`` gives each combination of values a row of its own.
 
 The live truth is in Redis (queues/gate.py); this table follows it within
 one flush interval (queues/stats.py) so that operators can query queues
@@ -16,8 +20,9 @@ from django.db.models import Q
 from django.utils import timezone
 
 from executions.models import Action
+from queues.keys import DEFAULT_GROUP
 
-# Columns an upsert writes; the action is the conflict target.
+# Columns an upsert writes; (action, group) is the conflict target.
 STAT_FIELDS = (
     "queue_length",
     "active_count",
@@ -39,7 +44,9 @@ class QueueStatsQuerySet(models.QuerySet["QueueStats"]):
         return self.filter(queue_length=0, active_count=0)
 
     def busiest_first(self) -> QueueStatsQuerySet:
-        return self.select_related("action").order_by("-queue_length", "-active_count", "action__ref")
+        return self.select_related("action").order_by(
+            "-queue_length", "-active_count", "action__ref", "group"
+        )
 
 
 class QueueStatsManager(models.Manager["QueueStats"]):
@@ -48,9 +55,11 @@ class QueueStatsManager(models.Manager["QueueStats"]):
     def get_queryset(self) -> QueueStatsQuerySet:
         return QueueStatsQuerySet(self.model, using=self._db)
 
-    def find_by_action(self, action: Action | int) -> QueueStats | None:
+    def for_action(self, action: Action | int) -> list[QueueStats]:
+        """The rows of one action's queues, ``default`` first, then by group."""
         action_id = action.pk if isinstance(action, Action) else action
-        return self.get_queryset().select_related("action").filter(action_id=action_id).first()
+        rows = list(self.get_queryset().select_related("action").filter(action_id=action_id))
+        return sorted(rows, key=lambda row: (row.group != DEFAULT_GROUP, row.group))
 
     def list_all(self) -> QueueStatsQuerySet:
         return self.get_queryset().busiest_first()
@@ -58,11 +67,11 @@ class QueueStatsManager(models.Manager["QueueStats"]):
     def list_active(self) -> QueueStatsQuerySet:
         return self.get_queryset().busy().busiest_first()
 
-    def upsert(self, action: Action | int, **fields: Any) -> QueueStats:
-        """Create or overwrite one action's row; unspecified counters are 0."""
+    def upsert(self, action: Action | int, group: str = DEFAULT_GROUP, **fields: Any) -> QueueStats:
+        """Create or overwrite one queue's row; unspecified counters are 0."""
         action_id = action.pk if isinstance(action, Action) else action
         fields.setdefault("last_updated", timezone.now())
-        row = QueueStats(action_id=action_id, **fields)
+        row = QueueStats(action_id=action_id, group=group, **fields)
         self.batch_upsert([row])
         return row
 
@@ -80,21 +89,21 @@ class QueueStatsManager(models.Manager["QueueStats"]):
         if not rows:
             return 0
         table = connection.ops.quote_name(self.model._meta.db_table)
-        columns = ["action_id", *STAT_FIELDS]
+        columns = ["action_id", "group", *STAT_FIELDS]
         quoted = [connection.ops.quote_name(column) for column in columns]
         placeholders = ", ".join(["(" + ", ".join(["%s"] * len(columns)) + ")"] * len(rows))
-        updates = ", ".join(f"{q} = EXCLUDED.{q}" for q in quoted[1:])
+        updates = ", ".join(f"{q} = EXCLUDED.{q}" for q in quoted[2:])
         last_updated = connection.ops.quote_name("last_updated")
         guard = f" WHERE {table}.{last_updated} <= EXCLUDED.{last_updated}" if only_newer else ""
         # Django's bulk_create(update_conflicts=True) cannot express the
         # guard, and the statement is plain SQL that PostgreSQL and SQLite share.
         sql = (
             f"INSERT INTO {table} ({', '.join(quoted)}) VALUES {placeholders} "
-            f"ON CONFLICT ({quoted[0]}) DO UPDATE SET {updates}{guard}"
+            f"ON CONFLICT ({quoted[0]}, {quoted[1]}) DO UPDATE SET {updates}{guard}"
         )
         params: list[Any] = []
         for row in rows:
-            params.append(row.action_id)
+            params.extend([row.action_id, row.group])
             params.extend(
                 self.model._meta.get_field(name).get_db_prep_save(getattr(row, name), connection)
                 for name in STAT_FIELDS
@@ -118,7 +127,7 @@ class QueueStatsManager(models.Manager["QueueStats"]):
 
 
 class QueueStats(models.Model):
-    """One action's queue, as last persisted.
+    """One queue (an action and one of its groups), as last persisted.
 
     - ``queue_length``: executions waiting in the FIFO queue.
     - ``active_count``: executions holding a slot (scheduled, running, canceling).
@@ -134,9 +143,9 @@ class QueueStats(models.Model):
       which is what the flusher compares to decide whether to write.
     """
 
-    action = models.OneToOneField(
-        Action, on_delete=models.CASCADE, primary_key=True, related_name="queue_stats"
-    )
+    action = models.ForeignKey(Action, on_delete=models.CASCADE, related_name="queue_stats")
+    # As long as Execution.queue_group: queues.policy.group_of hashes longer values.
+    group = models.CharField(max_length=200, default=DEFAULT_GROUP)
     queue_length = models.PositiveIntegerField(default=0)
     active_count = models.PositiveIntegerField(default=0)
     max_concurrent = models.PositiveIntegerField(null=True, blank=True)
@@ -152,9 +161,12 @@ class QueueStats(models.Model):
         verbose_name = "queue statistics"
         verbose_name_plural = "queue statistics"
         ordering = ["-queue_length", "-active_count"]
+        constraints = [
+            models.UniqueConstraint(fields=["action", "group"], name="queue_stats_one_row_per_queue")
+        ]
 
     def __str__(self) -> str:
-        return f"{self.action_id}: {self.queue_length} waiting, {self.active_count} active"
+        return f"{self.action_id}/{self.group}: {self.queue_length} waiting, {self.active_count} active"
 
     @property
     def is_busy(self) -> bool:
@@ -163,3 +175,23 @@ class QueueStats(models.Model):
     def as_dict(self) -> dict[str, Any]:
         """The counters, for comparisons and reports."""
         return {name: getattr(self, name) for name in STAT_FIELDS if name != "last_updated"}
+
+
+def action_total(rows: list[QueueStats]) -> QueueStats:
+    """One action's rows added up (unsaved; ``group`` is that of the first
+    row): counts summed, the oldest wait and the latest update of any
+    group. ``max_concurrent`` is each group's limit, the same for all."""
+    first = rows[0]
+    if len(rows) == 1:
+        return first
+    oldest = [row.oldest_enqueued_at for row in rows if row.oldest_enqueued_at is not None]
+    total = QueueStats(
+        action=first.action,
+        group=first.group,
+        max_concurrent=first.max_concurrent,
+        oldest_enqueued_at=min(oldest) if oldest else None,
+        last_updated=max(row.last_updated for row in rows),
+    )
+    for name in ("queue_length", "active_count", "total_enqueued", "total_completed", "total_terminal"):
+        setattr(total, name, sum(getattr(row, name) for row in rows))
+    return total

@@ -20,7 +20,7 @@ from executions.services import cancel_execution, get_action
 from queues import dispatch
 from queues.exceptions import QueueStatsNotFound
 from queues.gate import get_gate
-from queues.models import QueueStats
+from queues.models import QueueStats, action_total
 
 logger = logging.getLogger(__name__)
 S = ExecutionStatus
@@ -30,18 +30,28 @@ THROUGHPUT_WINDOW_SECONDS = 300.0
 MIN_THROUGHPUT_SPAN_SECONDS = 1.0
 
 
-def queue_stats_for(action_ref: str) -> QueueStats:
-    """The persisted row of one action's queue. Raises ActionNotFound, or
-    QueueStatsNotFound if its queue has never been used (or was cleared)."""
+@dataclass(frozen=True)
+class ActionQueueStats:
+    """One action's persisted queues: ``groups`` has a row per group
+    (``default`` first), ``total`` adds them up (queues.models.action_total)."""
+
+    total: QueueStats
+    groups: list[QueueStats]
+
+
+def queue_stats_for(action_ref: str) -> ActionQueueStats:
+    """The persisted rows of one action's queues. Raises ActionNotFound, or
+    QueueStatsNotFound if none of its queues has been used (or all were cleared)."""
     action = get_action(action_ref)
-    stats = QueueStats.objects.find_by_action(action)
-    if stats is None:
+    rows = QueueStats.objects.for_action(action)
+    if not rows:
         raise QueueStatsNotFound(f"No queue statistics available for action '{action.ref}'")
-    return stats
+    return ActionQueueStats(action_total(rows), rows)
 
 
 def list_queue_stats(*, active_only: bool = False) -> list[QueueStats]:
-    """Every row, or only queues with work waiting or running; deepest first."""
+    """Every queue's row (one per group of an action), or only queues with
+    work waiting or running; deepest first."""
     rows = QueueStats.objects.list_active() if active_only else QueueStats.objects.list_all()
     return list(rows)
 

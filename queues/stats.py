@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 from django.conf import settings
 from django.db import close_old_connections, connection
@@ -35,7 +36,7 @@ from redis.lock import Lock
 
 from executions.models import ACTIVE_STATUSES, TERMINAL_STATUSES, Action, Execution, ExecutionStatus
 from queues.gate import QueueSnapshot, get_gate
-from queues.keys import lock_key
+from queues.keys import QueueRef, lock_key
 from queues.models import QueueStats
 from queues.policy import resolve_many
 
@@ -58,7 +59,7 @@ class FlushReport:
 
     ran: bool = True
     queues: int = 0
-    written: list[int] = field(default_factory=list)
+    written: list[QueueRef] = field(default_factory=list)
     without_state: int = 0
     seconds: float = 0.0
 
@@ -80,6 +81,7 @@ def row_from_snapshot(snapshot: QueueSnapshot) -> QueueStats:
     assert snapshot.updated_ms is not None
     return QueueStats(
         action_id=snapshot.queue.action_id,
+        group=snapshot.queue.group,
         queue_length=snapshot.waiting,
         active_count=snapshot.active,
         max_concurrent=snapshot.limit,
@@ -104,7 +106,8 @@ def needs_write(row: QueueStats, stored: tuple[datetime, int | None] | None) -> 
 
 
 def flush_once() -> FlushReport:
-    """Read every action's live counters and write the rows that changed.
+    """Read every queue's live counters (every group of every action) and
+    write the rows that changed.
 
     Takes no lock: callers that may run beside another flusher rely on the
     upsert's newer-only guard. Queues without live state (never used, or
@@ -112,11 +115,13 @@ def flush_once() -> FlushReport:
     """
     started = time.monotonic()
     action_ids = list(Action.objects.order_by("pk").values_list("pk", flat=True))
-    snapshots = get_gate().action_snapshots(action_ids)
+    snapshots = [
+        snapshot for groups in get_gate().group_snapshots(action_ids).values() for snapshot in groups
+    ]
     stored = {
-        action_id: (last_updated, limit)
-        for action_id, last_updated, limit in QueueStats.objects.values_list(
-            "action_id", "last_updated", "max_concurrent"
+        (action_id, group): (last_updated, limit)
+        for action_id, group, last_updated, limit in QueueStats.objects.values_list(
+            "action_id", "group", "last_updated", "max_concurrent"
         )
     }
     report = FlushReport(queues=len(snapshots))
@@ -126,26 +131,26 @@ def flush_once() -> FlushReport:
             report.without_state += 1
             continue
         row = row_from_snapshot(snapshot)
-        if needs_write(row, stored.get(row.action_id)):
+        if needs_write(row, stored.get((row.action_id, row.group))):
             changed.append(row)
     QueueStats.objects.batch_upsert(changed, only_newer=True)
-    report.written = [row.action_id for row in changed]
+    report.written = [QueueRef(row.action_id, row.group) for row in changed]
     report.seconds = time.monotonic() - started
     return report
 
 
 def counts_from_database(actions: list[Action]) -> list[QueueStats]:
-    """Each action's row computed from the executions table, for the
-    actions that have any execution. This is the definition the live
-    counters must agree with at rest."""
+    """Each queue's row computed from the executions table (one per group
+    of an action), for the actions that have any execution. This is the
+    definition the live counters must agree with at rest."""
     # Like the live counters, count what passed through the gate (has a
     # queue seq): a request cancelled before its gate step never entered.
     gated = Q(queue_seq__isnull=False)
     waiting = gated & Q(status__in=[S.QUEUED, S.REQUESTED])
-    by_action = {
-        row["action_id"]: row
-        for row in Execution.objects.filter(action__in=actions)
-        .values("action_id")
+    by_action: dict[int, list[dict[str, Any]]] = {}
+    for row in (
+        Execution.objects.filter(action__in=actions)
+        .values("action_id", "queue_group")
         .annotate(
             queue_length=Count("pk", filter=waiting),
             active_count=Count("pk", filter=Q(status__in=ACTIVE_STATUSES)),
@@ -154,28 +159,28 @@ def counts_from_database(actions: list[Action]) -> list[QueueStats]:
             total_completed=Count("pk", filter=gated & Q(status=S.COMPLETED)),
             total_terminal=Count("pk", filter=gated & Q(status__in=TERMINAL_STATUSES)),
         )
-        .order_by()
-    }
+        .order_by("queue_group")
+    ):
+        by_action.setdefault(row["action_id"], []).append(row)
     now = timezone.now()
     policies = resolve_many(actions)
     rows = []
     for action in actions:
-        counts = by_action.get(action.pk)
-        if counts is None:
-            continue
-        rows.append(
-            QueueStats(
-                action=action,
-                queue_length=counts["queue_length"],
-                active_count=counts["active_count"],
-                max_concurrent=policies[action.pk].limit,
-                oldest_enqueued_at=counts["oldest_enqueued_at"] if counts["queue_length"] else None,
-                total_enqueued=counts["total_enqueued"],
-                total_completed=counts["total_completed"],
-                total_terminal=counts["total_terminal"],
-                last_updated=now,
+        for counts in by_action.get(action.pk, []):
+            rows.append(
+                QueueStats(
+                    action=action,
+                    group=counts["queue_group"],
+                    queue_length=counts["queue_length"],
+                    active_count=counts["active_count"],
+                    max_concurrent=policies[action.pk].limit,
+                    oldest_enqueued_at=counts["oldest_enqueued_at"] if counts["queue_length"] else None,
+                    total_enqueued=counts["total_enqueued"],
+                    total_completed=counts["total_completed"],
+                    total_terminal=counts["total_terminal"],
+                    last_updated=now,
+                )
             )
-        )
     return rows
 
 

@@ -13,9 +13,12 @@ from executions.models import TERMINAL_STATUSES, Action, Execution
 from executions.services import cancel_execution, get_action
 from queues.gate import get_gate
 from queues.keys import QueueRef
-from queues.live import LiveQueue, live_queues
+from queues.live import LiveQueue, busiest_groups, live_queues
 
 THROUGHPUT_WINDOW = timedelta(minutes=1)
+# The most groups of one action listed under its row, busiest first; the
+# rest are added up as "other".
+MAX_GROUPS_LISTED = 20
 # A waiting line is shown from its head; past this the page says how many more.
 MAX_LISTED = 200
 
@@ -62,6 +65,17 @@ def _queue_row(action: Action, live: LiveQueue, ended: dict[str, int]) -> dict[s
         "total_terminal": live.total_terminal,
         "total_completed": live.total_completed,
         "last_updated": _iso(live.last_updated),
+        # Each queue of the action: one ("default") unless a policy with
+        # parameters splits it.
+        "groups": [
+            {
+                "group": group.name,
+                "waiting": group.queue_length,
+                "active": group.active_count,
+                "oldest_age_seconds": group.oldest_age_seconds,
+            }
+            for group in busiest_groups(live.groups, MAX_GROUPS_LISTED)
+        ],
     }
 
 

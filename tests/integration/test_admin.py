@@ -58,7 +58,7 @@ def test_it_renders_every_list_and_the_detail_pages(alice: Client, core_pack: An
         "/admin/workers/worker/",
         f"/admin/executions/action/{Action.objects.get(ref='core.sleep').pk}/change/",
         f"/admin/executions/execution/{waiting[1].pk}/change/",
-        f"/admin/queues/queuestats/{waiting[0].action_id}/change/",
+        f"/admin/queues/queuestats/{QueueStats.objects.get(action=waiting[0].action).pk}/change/",
         "/admin/executions/action/add/",
     ]
     for page in pages:
@@ -131,7 +131,8 @@ def test_it_lists_queue_statistics_busiest_first_and_read_only(alice: Client, ma
 
     listing = alice.get("/admin/queues/queuestats/")
     busy = alice.get("/admin/queues/queuestats/", {"busy": "yes"})
-    by_name = alice.get("/admin/queues/queuestats/", {"o": "1"})
+    # Column 2 of list_display: queue_length, ascending.
+    shallowest = alice.get("/admin/queues/queuestats/", {"o": "2"})
     add = alice.get("/admin/queues/queuestats/add/")
 
     def refs(response: Any) -> list[str]:
@@ -139,7 +140,7 @@ def test_it_lists_queue_statistics_busiest_first_and_read_only(alice: Client, ma
 
     assert refs(listing) == ["test.c_high", "test.b_low", "test.a_none"]
     assert refs(busy) == ["test.c_high", "test.b_low"]
-    assert refs(by_name) == ["test.a_none", "test.b_low", "test.c_high"]
+    assert refs(shallowest) == ["test.a_none", "test.b_low", "test.c_high"]
     assert add.status_code == 403
 
 

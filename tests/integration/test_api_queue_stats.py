@@ -45,8 +45,14 @@ def test_it_serves_one_actions_statistics_as_the_flusher_wrote_them(
         "total_completed",
         "total_terminal",
         "last_updated",
+        "groups",
     }
-    assert {key: data[key] for key in data if key not in ("oldest_enqueued_at", "last_updated")} == {
+    assert [group["group"] for group in data["groups"]] == ["default"]
+    assert {key: data["groups"][0][key] for key in data if key != "groups"} == {
+        key: data[key] for key in data if key != "groups"
+    }
+    totals = {key: data[key] for key in data if key not in ("oldest_enqueued_at", "last_updated", "groups")}
+    assert totals == {
         "action_id": action.pk,
         "action_ref": "test.busy",
         "queue_length": 1,

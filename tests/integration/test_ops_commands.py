@@ -44,6 +44,7 @@ def test_it_prints_a_table_of_every_queue_deepest_first(queue: Any) -> None:
 
     assert lines[0].split() == [
         "action",
+        "group",
         "waiting",
         "active",
         "limit",
@@ -54,9 +55,9 @@ def test_it_prints_a_table_of_every_queue_deepest_first(queue: Any) -> None:
         "terminal",
         "updated",
     ]
-    assert lines[1].split()[:4] == ["test.busy", "3", "1", "1"]
-    assert lines[1].split()[5:8] == ["4", "0", "0"]
-    assert lines[2].split()[:5] == ["test.idle", "0", "0", "unlimited", "-"]
+    assert lines[1].split()[:5] == ["test.busy", "default", "3", "1", "1"]
+    assert lines[1].split()[6:9] == ["4", "0", "0"]
+    assert lines[2].split()[:6] == ["test.idle", "default", "0", "0", "unlimited", "-"]
     assert len(lines) == 3
 
 

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from django.utils import timezone
 
-from queues.models import QueueStats
+from queues.models import QueueStats, action_total
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db]
 
@@ -25,15 +25,77 @@ def test_it_upserts_one_row_per_action(make_action: Any) -> None:
     assert (row.action_id, row.queue_length, row.active_count, row.max_concurrent) == (action.pk, 0, 0, None)
 
 
-def test_it_finds_a_row_by_action_or_says_there_is_none(make_action: Any) -> None:
+def test_it_finds_an_actions_rows_or_says_there_are_none(make_action: Any) -> None:
     with_row, without = make_action("with_row"), make_action("without")
     QueueStats.objects.upsert(with_row, queue_length=5)
 
-    found = QueueStats.objects.find_by_action(with_row)
+    found = QueueStats.objects.for_action(with_row)
 
-    assert found is not None and found.queue_length == 5
-    assert found.action.ref == "test.with_row"
-    assert QueueStats.objects.find_by_action(without.pk) is None
+    assert [(row.group, row.queue_length, row.action.ref) for row in found] == [
+        ("default", 5, "test.with_row")
+    ]
+    assert QueueStats.objects.for_action(without.pk) == []
+
+
+def test_it_keeps_a_row_per_group_default_first_and_adds_them_up(make_action: Any) -> None:
+    action = make_action("split")
+    early, late = timezone.now() - timedelta(seconds=30), timezone.now()
+    QueueStats.objects.upsert(
+        action,
+        '[["web-2"]]',
+        queue_length=1,
+        active_count=1,
+        max_concurrent=1,
+        oldest_enqueued_at=late,
+        total_enqueued=3,
+        total_terminal=1,
+        last_updated=early,
+    )
+    QueueStats.objects.upsert(
+        action,
+        '[["web-1"]]',
+        queue_length=4,
+        active_count=1,
+        max_concurrent=1,
+        oldest_enqueued_at=early,
+        total_enqueued=7,
+        total_completed=2,
+        total_terminal=2,
+        last_updated=late,
+    )
+    QueueStats.objects.upsert(
+        action, total_enqueued=1, total_completed=1, total_terminal=1, max_concurrent=1, last_updated=early
+    )
+    QueueStats.objects.upsert(
+        action,
+        '[["web-2"]]',
+        queue_length=0,
+        active_count=1,
+        max_concurrent=1,
+        total_enqueued=3,
+        total_terminal=1,
+        last_updated=late,
+    )
+
+    rows = QueueStats.objects.for_action(action)
+    total = action_total(rows)
+
+    assert [(row.group, row.queue_length) for row in rows] == [
+        ("default", 0),
+        ('[["web-1"]]', 4),
+        ('[["web-2"]]', 0),
+    ]
+    assert total.as_dict() == {
+        "queue_length": 4,
+        "active_count": 2,
+        "max_concurrent": 1,
+        "oldest_enqueued_at": early,
+        "total_enqueued": 11,
+        "total_completed": 3,
+        "total_terminal": 4,
+    }
+    assert total.last_updated == late
+    assert [row.group for row in QueueStats.objects.list_all()] == ['[["web-1"]]', '[["web-2"]]', "default"]
 
 
 def test_it_lists_all_deepest_first_and_active_only_the_busy(make_action: Any) -> None:

@@ -15,6 +15,7 @@ from django.utils import timezone
 from executions.models import Execution, ExecutionStatus
 from executions.services import cancel_execution, request_execution
 from queues import dispatch
+from queues.keys import QueueRef
 from queues.models import QueueStats
 from queues.stats import counts_from_database, flush_once, rebuild
 from tests.drive import end, start
@@ -87,7 +88,7 @@ def test_it_keeps_the_rebuilt_row_until_the_queue_next_changes(mixed: Any) -> No
     assert flush_once().written == []
 
     request_execution(mixed.ref)
-    assert flush_once().written == [mixed.pk]
+    assert flush_once().written == [QueueRef(mixed.pk)]
     assert QueueStats.objects.get(action=mixed).queue_length == rebuilt.queue_length + 1
 
 

@@ -93,7 +93,7 @@ def test_it_runs_the_management_command(command: str, queue: dict[str, Any]) -> 
     waiting = queue["waiting"]
     if name == "queue_stats":
         (row,) = [line.split() for line in output.splitlines() if line.startswith("core.sleep ")]
-        assert row[1:4] == ["3", "1", "1"]  # waiting, active, limit
+        assert row[1:5] == ["default", "3", "1", "1"]  # group, waiting, active, limit
     elif name == "reap":
         assert output.startswith("ReapReport(ran=True")
     elif name == "reconcile_queues":

@@ -29,7 +29,7 @@ def test_it_writes_a_changed_queue_once_and_an_unchanged_one_never(make_action: 
     first = flush_once()
     second = flush_once()
 
-    assert first.written == [action.pk]
+    assert first.written == [QueueRef(action.pk)]
     assert second.written == []
 
 
@@ -44,7 +44,7 @@ def test_it_coalesces_many_changes_into_one_row_equal_to_the_live_counters(
 
     report = flush_once()
 
-    assert report.written == [action.pk]
+    assert report.written == [QueueRef(action.pk)]
     row = QueueStats.objects.get(action=action)
     snapshot = get_gate().snapshots([QueueRef(action.pk)])[0]
     assert (row.queue_length, row.active_count, row.max_concurrent) == (snapshot.waiting, snapshot.active, 2)
@@ -62,7 +62,7 @@ def test_it_writes_only_the_queues_that_moved(make_action: Any, redis_db: Any) -
     request_execution(busy.ref)
     report = flush_once()
 
-    assert report.written == [busy.pk]
+    assert report.written == [QueueRef(busy.pk)]
     assert QueueStats.objects.get(action=busy).queue_length == 1
 
 
@@ -75,7 +75,7 @@ def test_it_picks_up_a_limit_change_that_moved_no_counter(make_action: Any, redi
     action.save()
     report = flush_once()
 
-    assert report.written == [action.pk]
+    assert report.written == [QueueRef(action.pk)]
     assert QueueStats.objects.get(action=action).max_concurrent == 4
 
 

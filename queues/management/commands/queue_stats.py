@@ -9,6 +9,7 @@ from queues.services import list_queue_stats
 
 COLUMNS = [
     "action",
+    "group",
     "waiting",
     "active",
     "limit",
@@ -34,6 +35,7 @@ def _age(moment: datetime | None, now: datetime) -> str:
 def _row(stats: QueueStats, now: datetime) -> list[str]:
     return [
         stats.action.ref,
+        stats.group,
         str(stats.queue_length),
         str(stats.active_count),
         "unlimited" if stats.max_concurrent is None else str(stats.max_concurrent),
@@ -46,7 +48,7 @@ def _row(stats: QueueStats, now: datetime) -> list[str]:
 
 
 class Command(BaseCommand):
-    help = "Print the persisted queue statistics of every action, deepest queue first."
+    help = "Print the persisted statistics of every queue (a row per group of an action), deepest first."
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
@@ -62,7 +64,8 @@ class Command(BaseCommand):
         table = [COLUMNS, *(_row(stats, now) for stats in rows)]
         widths = [max(len(line[i]) for line in table) for i in range(len(COLUMNS))]
         for line in table:
-            cells = [line[0].ljust(widths[0])] + [
-                cell.rjust(width) for cell, width in zip(line[1:], widths[1:], strict=True)
+            # The two names to the left, the figures to the right.
+            cells = [line[0].ljust(widths[0]), line[1].ljust(widths[1])] + [
+                cell.rjust(width) for cell, width in zip(line[2:], widths[2:], strict=True)
             ]
             self.stdout.write("  ".join(cells).rstrip())

@@ -98,6 +98,26 @@
     svg.parentElement.title = "Waiting now: " + points[points.length - 1].waiting + ", peak in view: " + top;
   }
 
+  // An action split into groups (a policy with parameters) lists each
+  // group's active and waiting counts under its ref, busiest first.
+  function drawGroups(row, groups) {
+    const name = row.querySelector(".name");
+    let list = name.querySelector("ul.groups");
+    if (groups.length <= 1) {
+      if (list) list.remove();
+      return;
+    }
+    if (!list) list = name.appendChild(cell("ul", null, "groups"));
+    list.replaceChildren(
+      ...groups.map((g) => {
+        const item = cell("li");
+        item.dataset.group = g.group;
+        item.append(cell("span", g.group, "ref"), " " + g.active + " active, " + g.waiting + " waiting");
+        return item;
+      })
+    );
+  }
+
   function renderQueues(data) {
     const now = Date.now();
     const seen = new Set();
@@ -115,6 +135,7 @@
       fill.style.width = (share * 100).toFixed(0) + "%";
       fill.classList.toggle("full", limit !== null && q.active >= limit);
       row.classList.toggle("aging", (q.oldest_age_seconds || 0) > AGING_SECONDS);
+      drawGroups(row, q.groups || []);
       row.classList.toggle("selected", q.action === selected);
 
       const points = history.get(q.action) || [];
