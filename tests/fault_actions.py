@@ -21,7 +21,9 @@ def _append(log: str, line: str) -> None:
         os.close(fd)
 
 
-def record_run(index: int, log: str, seconds: float = 0.0) -> dict[str, int]:
+def record_run(index: int, log: str, seconds: float = 0.0, host: str | None = None) -> dict[str, int]:
+    """Logs its index and sleeps; ``host`` is only there to split an
+    action's queue by a policy's parameters."""
     _append(log, str(index))
     if seconds:
         time.sleep(seconds)
