@@ -30,9 +30,11 @@ def record_run(index: int, log: str, seconds: float = 0.0, host: str | None = No
     return {"index": index}
 
 
-def mixed(index: int, log: str, seconds: float = 0.0, fail: bool = False) -> dict[str, int]:
+def mixed(
+    index: int, log: str, seconds: float = 0.0, fail: bool = False, host: str | None = None
+) -> dict[str, int]:
     """Sleeps, then succeeds or fails as told; a long sleep meets the
-    action's timeout."""
+    action's timeout. ``host`` only splits a queue by a policy's parameters."""
     _append(log, str(index))
     if seconds:
         time.sleep(seconds)

@@ -1,6 +1,8 @@
-"""A bounded, seeded random soak: three actions, requests arriving at random,
+"""A bounded, seeded random soak: four actions, requests arriving at random,
 successes, failures, run timeouts, queue timeouts, cancels and one worker
-killed with SIGKILL, then every invariant checked at the end.
+killed with SIGKILL, then every invariant checked at the end. One action
+has a queue per host (a policy with parameters), a rate limit and requests
+of random priority.
 
 The seed is printed; `ATTUNE_SOAK_SEED=<seed>` replays the same workload
 (the timing of a real machine still varies)."""
@@ -19,7 +21,7 @@ import pytest
 import redis
 
 from executions.exceptions import AlreadyTerminal
-from executions.models import TERMINAL_STATUSES, Action, Execution, ExecutionStatus
+from executions.models import TERMINAL_STATUSES, Action, Execution, ExecutionStatus, Policy
 from executions.services import cancel_execution, request_execution
 from tests.conftest import WorkerProcess, wait_until
 from tests.fault_actions import read_runs
@@ -32,6 +34,8 @@ REQUEST_PHASE_SECONDS = 35.0
 # Messages a killed worker took but never started go back to the broker
 # queue once this old, when the replacement worker starts.
 VISIBILITY_TIMEOUT_SECONDS = 5
+HOSTS = ("web-1", "web-2", "db-1")
+HOSTS_RATE_PER_SECOND = 8
 
 
 class Soak:
@@ -43,10 +47,21 @@ class Soak:
         self.ids: list[str] = []
         self.next_index = 0
 
-    def request(self, action: Action, **params: Any) -> None:
+    def request(self, action: Action, priority: int = 5, **params: Any) -> None:
         index, self.next_index = self.next_index, self.next_index + 1
-        execution = request_execution(action.ref, {"index": index, "log": self.log, **params})
+        execution = request_execution(
+            action.ref, {"index": index, "log": self.log, **params}, priority=priority
+        )
         self.ids.append(str(execution.pk))
+
+    def host_run(self, action: Action) -> None:
+        self.request(
+            action,
+            priority=self.rng.randint(0, 9),
+            host=self.rng.choice(HOSTS),
+            seconds=self.rng.uniform(0.02, 0.3),
+            fail=self.rng.random() < 0.15,
+        )
 
     def python_run(self, action: Action) -> None:
         roll = self.rng.random()
@@ -104,7 +119,26 @@ def test_it_keeps_every_invariant_through_a_random_mix_of_failures_cancels_and_a
     queue_action = make_action(
         "soak_queue", entrypoint="tests.fault_actions.mixed", concurrency_limit=1, queue_timeout_seconds=3
     )
-    actions = [python_action, shell_action, queue_action]
+    hosts_action = make_action(
+        "soak_hosts",
+        entrypoint="tests.fault_actions.mixed",
+        parameters_schema={"type": "object", "properties": {"host": {}}},
+    )
+    Policy.objects.create(
+        name="soak-one-per-host",
+        scope="action",
+        action=hosts_action,
+        concurrency_limit=1,
+        parameters=["host"],
+    )
+    Policy.objects.create(
+        name="soak-rate",
+        scope="action",
+        action=hosts_action,
+        rate_limit_executions=HOSTS_RATE_PER_SECOND,
+        rate_limit_window_seconds=1,
+    )
+    actions = [python_action, shell_action, queue_action, hosts_action]
     env = {"CELERY_VISIBILITY_TIMEOUT_SECONDS": str(VISIBILITY_TIMEOUT_SECONDS)}
     victim = worker_factory("soak_victim", concurrency=3, env=env)
     worker_factory("soak_steady", concurrency=3, env=env)
@@ -116,10 +150,12 @@ def test_it_keeps_every_invariant_through_a_random_mix_of_failures_cancels_and_a
     replacement: WorkerProcess | None = None
     while (elapsed := time.monotonic() - started) < REQUEST_PHASE_SECONDS:
         roll = rng.random()
-        if roll < 0.45:
+        if roll < 0.35:
             soak.python_run(python_action)
-        elif roll < 0.9:
+        elif roll < 0.7:
             soak.shell_run(shell_action)
+        elif roll < 0.9:
+            soak.host_run(hosts_action)
         elif roll < 0.95:
             soak.burst(queue_action)
         if rng.random() < 0.12:
@@ -160,9 +196,20 @@ def test_it_keeps_every_invariant_through_a_random_mix_of_failures_cancels_and_a
             assert runs[execution.parameters["index"]] == 0, execution
         elif execution.status in (S.COMPLETED, S.FAILED):
             assert runs[execution.parameters["index"]] == 1, execution
-    for action in actions:
+    for action in actions[:3]:
         mine = [e for e in executions if e.action_id == action.pk]
         assert max_concurrency(mine) <= action.concurrency_limit, action.ref
+    on_hosts = [e for e in executions if e.action_id == hosts_action.pk]
+    assert on_hosts
+    for host in HOSTS:
+        assert max_concurrency([e for e in on_hosts if e.parameters["host"] == host]) <= 1, host
+    # The rate counts starts; a grant the reaper gave back after the kill
+    # may start once more in a window than the rate allows.
+    starts = sorted(e.started_at for e in on_hosts if e.started_at is not None)
+    busiest = max(
+        (sum(1 for s in starts[i:] if (s - t).total_seconds() < 1) for i, t in enumerate(starts)), default=0
+    )
+    assert busiest <= HOSTS_RATE_PER_SECOND + 1, busiest
     # Redis agrees with the table: counters equal, queues empty, no slot held.
     wait_gate_drained(actions, timeout=30)
     # No task message left behind, not even one the killed worker had taken.
