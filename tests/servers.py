@@ -264,6 +264,24 @@ def rabbitmq_url() -> Iterator[str]:
 class PgBouncer:
     host: str
     port: int
+    user: str
+
+    def transactions(self, database: str) -> int:
+        """Transactions the pooler has passed to ``database`` (its admin
+        console's SHOW STATS), to show traffic really went through it."""
+        import psycopg2
+
+        console = psycopg2.connect(host=self.host, port=self.port, user=self.user, dbname="pgbouncer")
+        # The console runs no transactions: nothing may open one.
+        console.autocommit = True
+        try:
+            with console.cursor() as cursor:
+                cursor.execute("SHOW STATS")
+                names = [column.name for column in cursor.description]
+                rows = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+        finally:
+            console.close()
+        return sum(int(row["total_xact_count"]) for row in rows if row["database"] == database)
 
 
 def _pgbouncer_answers(port: int, user: str, database: str) -> bool:
@@ -307,6 +325,7 @@ def pgbouncer(django_db_setup: None) -> Iterator[PgBouncer]:
                 "auth_type = trust",
                 f"auth_file = {directory / 'users.txt'}",
                 "pool_mode = transaction",
+                f"admin_users = {user}",
                 "max_client_conn = 500",
                 "default_pool_size = 8",
                 # psycopg2 sends none, but Django's test runner and others may.
@@ -337,7 +356,7 @@ def pgbouncer(django_db_setup: None) -> Iterator[PgBouncer]:
         )
         if process.poll() is not None:
             pytest.fail(f"pgbouncer exited at start:\n{log.read_text(errors='replace')[-3000:]}")
-        yield PgBouncer(LOOPBACK, port)
+        yield PgBouncer(LOOPBACK, port, user)
     finally:
         _stop(process)
         shutil.rmtree(directory, ignore_errors=True)

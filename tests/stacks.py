@@ -11,10 +11,12 @@ reaper the test starts.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import os
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import kombu.pools
 import pytest
 
 
@@ -54,12 +56,36 @@ def point_celery_at(broker_url: str, transport_options: dict[str, Any]) -> None:
     the app reads its broker once and keeps a pool of connections to it."""
     from attune.celery import app
 
+    # Celery reads CELERY_BROKER_URL from the environment before its
+    # configuration (tests/testenv.py sets it).
+    os.environ["CELERY_BROKER_URL"] = broker_url
     app.conf.broker_url = broker_url
     app.conf.broker_transport_options = transport_options
-    if app._pool is not None:
-        app._pool.force_close_all()
+    # kombu keeps its connection and producer pools in a registry of its
+    # own, which hands a closed pool back unless cleared too.
+    kombu.pools.reset()
     # What Celery itself resets after a fork, so the next send connects anew.
     app._after_fork()
+
+
+def assert_ran_on(request: pytest.FixtureRequest, stack: Stack, workers: Iterable[Any]) -> None:
+    """The workers (tests.conftest.WorkerProcess) were given the stack's
+    servers and used them: the broker their banner names, and, behind
+    PgBouncer, transactions the pooler counted for the test database."""
+    from django.db import connection
+
+    for worker in workers:
+        assert worker.env["REDIS_URL"].startswith("redis+cluster://") is stack.cluster, worker.name
+        assert worker.env["CELERY_BROKER_URL"].startswith("amqp://") is stack.rabbitmq, worker.name
+        assert ("transport:   amqp://" in worker.log()) is stack.rabbitmq, worker.name
+        assert (worker.env["ATTUNE_DB_POOLER"] == "pgbouncer") is stack.pgbouncer, worker.name
+    if stack.pgbouncer:
+        bouncer = request.getfixturevalue("pgbouncer")
+        assert all(
+            worker.env["DATABASE_URL"].startswith(f"postgres://{bouncer.user}@{bouncer.host}:{bouncer.port}/")
+            for worker in workers
+        )
+        assert bouncer.transactions(str(connection.settings_dict["NAME"])) > 0
 
 
 @pytest.fixture
@@ -82,6 +108,7 @@ def use_stack(request: pytest.FixtureRequest, chosen: Stack) -> Iterator[Stack]:
     from attune.celery import app
 
     overrides: dict[str, Any] = {}
+    saved_environ = os.environ.get("CELERY_BROKER_URL")
     saved_broker = (str(app.conf.broker_url), dict(app.conf.broker_transport_options or {}))
     saved_database = {
         key: connection.settings_dict.get(key)
@@ -114,6 +141,8 @@ def use_stack(request: pytest.FixtureRequest, chosen: Stack) -> Iterator[Stack]:
         reset_clients()
         if chosen.rabbitmq:
             point_celery_at(*saved_broker)
+            if saved_environ is None:
+                del os.environ["CELERY_BROKER_URL"]
         if chosen.pgbouncer:
             connection.close()
             connection.settings_dict.update(saved_database)
