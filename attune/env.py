@@ -6,6 +6,8 @@ variable, rather than surfacing later as a confusing runtime error.
 
 import os
 import re
+import urllib.parse
+from dataclasses import dataclass
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -76,3 +78,49 @@ def env_list(name: str, default: list[str]) -> list[str]:
     if raw is None:
         return default
     return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+@dataclass(frozen=True)
+class RedisClusterURL:
+    """Where a Redis Cluster is and how to log in: ``nodes`` are the
+    startup nodes (any reachable one is enough; the client learns the
+    others and the slot map from it)."""
+
+    nodes: tuple[tuple[str, int], ...]
+    username: str | None = None
+    password: str | None = None
+    ssl: bool = False
+
+
+CLUSTER_SCHEMES = {"redis+cluster": False, "rediss+cluster": True}
+
+
+def redis_cluster_url(url: str, *, name: str = "REDIS_URL") -> RedisClusterURL | None:
+    """The cluster a ``redis+cluster://[user:password@]host:port[,host:port...]``
+    URL names (``rediss+cluster://`` for TLS); None for any other URL.
+    Raises ImproperlyConfigured, naming ``name``, for a malformed one."""
+    scheme, separator, rest = url.partition("://")
+    if not separator or scheme.lower() not in CLUSTER_SCHEMES:
+        return None
+    authority, _, path = rest.partition("/")
+    if path.split("?")[0] not in ("", "0"):
+        # A cluster has database 0 only.
+        raise ImproperlyConfigured(f"{name}: a Redis Cluster has only database 0, got {url!r}")
+    userinfo, _, hosts = authority.rpartition("@")
+    username, _, password = userinfo.partition(":")
+    nodes = []
+    for host in hosts.split(","):
+        parts = urllib.parse.urlsplit(f"//{host.strip()}")
+        try:
+            port = parts.port or 6379
+        except ValueError:
+            port = 0
+        if not parts.hostname or not 0 < port < 65536:
+            raise ImproperlyConfigured(f"{name}: {host!r} is not host:port in {url!r}")
+        nodes.append((parts.hostname, port))
+    return RedisClusterURL(
+        nodes=tuple(nodes),
+        username=urllib.parse.unquote(username) or None,
+        password=urllib.parse.unquote(password) or None,
+        ssl=CLUSTER_SCHEMES[scheme.lower()],
+    )

@@ -1,11 +1,13 @@
 """Attune settings. Every value that varies by deployment comes from the
 environment; README.md has the table of variables."""
 
+import urllib.parse
 from pathlib import Path
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 
-from attune.env import env_bool, env_float, env_int, env_list, env_rate, env_str
+from attune.env import env_bool, env_float, env_int, env_list, env_rate, env_str, redis_cluster_url
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(env_str("ATTUNE_DATA_DIR", str(BASE_DIR / "var")))
@@ -69,12 +71,24 @@ TEMPLATES = [
     },
 ]
 
+# "pgbouncer": DATABASE_URL is a PgBouncer in transaction pooling mode, where
+# consecutive transactions of one connection may run on different server
+# connections, so nothing may outlive a transaction (docs/scaling.md).
+DB_POOLER = env_str("ATTUNE_DB_POOLER", "").strip().lower()
+if DB_POOLER not in ("", "pgbouncer"):
+    raise ImproperlyConfigured(f"ATTUNE_DB_POOLER must be empty or pgbouncer, got {DB_POOLER!r}")
 DATABASES = {
     "default": dj_database_url.parse(
         env_str("DATABASE_URL", f"sqlite:///{DATA_DIR / 'attune.sqlite3'}"),
-        conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 60, minimum=0) or 0,
+        # Behind the pooler a connection to it is a local round trip; the
+        # pooler keeps the server connections.
+        conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 0 if DB_POOLER else 60, minimum=0) or 0,
     )
 }
+if DB_POOLER:
+    # A server-side cursor (QuerySet.iterator()) lives across transactions
+    # on one server connection, which transaction pooling does not keep.
+    DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = True
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Workers, the web server and the reaper write concurrently; wait for the
     # lock instead of failing at once.
@@ -104,18 +118,38 @@ CSRF_FAILURE_VIEW = "attune.api_errors.csrf_failure"
 # --- Redis and Celery ------------------------------------------------------
 
 REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
+# redis+cluster://host:port[,host:port...] puts the gate, its locks and the
+# throttles on a Redis Cluster (docs/scaling.md); checked here so a typo
+# stops the process at start.
+REDIS_CLUSTER = redis_cluster_url(REDIS_URL, name="REDIS_URL")
 
 # The API's throttling counts requests here: in Redis, so every web process
 # counts against the same budget (queues/keys.py lists the keys).
 CACHES = {
     "default": {
-        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "BACKEND": (
+            "attune.cache.RedisClusterCache"
+            if REDIS_CLUSTER
+            else "django.core.cache.backends.redis.RedisCache"
+        ),
         "LOCATION": REDIS_URL,
         "KEY_PREFIX": f"{env_str('ATTUNE_REDIS_PREFIX', 'attune')}:cache",
     }
 }
 
+if REDIS_CLUSTER and not env_str("CELERY_BROKER_URL", ""):
+    raise ImproperlyConfigured(
+        "CELERY_BROKER_URL must be set when REDIS_URL is a Redis Cluster: Celery's Redis "
+        "transport needs a standalone Redis (redis://...), or use RabbitMQ (amqp://...)"
+    )
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", REDIS_URL)
+# Redis (redis://, rediss://, sentinel://) or RabbitMQ (amqp://, pyamqp://);
+# the two differ in how a message a worker took comes back (docs/scaling.md).
+BROKER_IS_REDIS = urllib.parse.urlsplit(CELERY_BROKER_URL).scheme.split("+")[0] in (
+    "redis",
+    "rediss",
+    "sentinel",
+)
 CELERY_RESULT_BACKEND = env_str("CELERY_RESULT_BACKEND", "") or None
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_DEFAULT_QUEUE = "default"
@@ -127,8 +161,15 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 # The multiplier alone is not enough: a task is acknowledged when it starts,
 # so a worker whose processes are all busy would still take more messages
 # and hold them (and lose them if killed, until their leases run out).
-# Take a message only when a process is free.
-CELERY_WORKER_DISABLE_PREFETCH = True
+# Take a message only when a process is free: on Redis, Celery's
+# disable_prefetch; on RabbitMQ (where Celery ignores it), acknowledging a
+# task when it ends, so a worker's prefetch window (one per process) holds
+# only the messages it is running. RabbitMQ gives a dead worker's unacked
+# messages to another at once; the copy of a run that had started is
+# skipped (only the current grant starts), one that had not starts there
+# without waiting for its lease (docs/scaling.md).
+CELERY_WORKER_DISABLE_PREFETCH = BROKER_IS_REDIS
+CELERY_TASK_ACKS_LATE = env_bool("CELERY_TASK_ACKS_LATE", not BROKER_IS_REDIS)
 CELERY_BROKER_TRANSPORT_OPTIONS = {
     # The Redis transport's ack emulation copies every message it hands out
     # into an "unacked" hash and sorted set, and deletes it again at the ack,
@@ -142,6 +183,9 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     "ack_emulation": env_bool("CELERY_BROKER_ACK_EMULATION", False),
     "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT_SECONDS", 3600, minimum=1),
 }
+if not BROKER_IS_REDIS:
+    # Both are the Redis transport's; RabbitMQ acknowledges for real.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_SEND_TASK_EVENTS = False
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False

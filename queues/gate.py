@@ -14,11 +14,10 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-import redis
 from redis.commands.core import AsyncScript, Script
 
 from queues.keys import DEFAULT_GROUP, QueueRef, groups_key, starts_key
-from queues.redis_client import get_redis
+from queues.redis_client import RedisClient, get_redis, is_cluster
 
 LUA_DIR = Path(__file__).resolve().parent / "lua"
 UNLIMITED = -1
@@ -167,10 +166,13 @@ def script_text(path: Path) -> str:
 
 class Gate:
     """The scripts, registered once per client (EVALSHA with a reload on
-    NOSCRIPT, which redis-py's Script does for us)."""
+    NOSCRIPT, which redis-py's Script does for us). On a Redis Cluster each
+    run goes to the primary of its keys' slot, the one slot of their action's
+    hash tag."""
 
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: RedisClient) -> None:
         self.redis = client
+        self.cluster = is_cluster(client)
         self._scripts: dict[str, Script | AsyncScript] = {
             path.stem: client.register_script(script_text(path)) for path in sorted(LUA_DIR.glob("*.lua"))
         }
@@ -350,8 +352,16 @@ class Gate:
         if not by_queue:
             return 0
         pipe = self.redis.pipeline(transaction=False)
+        renew = self._scripts["renew_v1"]
         for queue, execution_ids in by_queue.items():
-            self._scripts["renew_v1"](keys=[queue.active], args=[lease_ms, *execution_ids], client=pipe)
+            if self.cluster:
+                # A cluster pipeline refuses EVALSHA (it could not load a
+                # script missing on a node, a promoted replica's say) and
+                # its eval() means something else; a raw EVAL goes to each
+                # key's primary, the script text being a few hundred bytes.
+                pipe.execute_command("EVAL", renew.script, 1, queue.active, lease_ms, *execution_ids)
+            else:
+                renew(keys=[queue.active], args=[lease_ms, *execution_ids], client=pipe)
         return sum(int(renewed) for renewed in pipe.execute())
 
     def restore(self, queue: QueueRef, state: RestoreState, *, lease_ms: int) -> tuple[int, int]:
@@ -378,6 +388,10 @@ class Gate:
         return int(reply[0]), int(reply[1])
 
     def now_ms(self) -> int:
+        """The Redis clock, in ms. On a cluster, one node's clock (the
+        client's default node): the scripts stamp each action's keys with
+        the clock of its own primary, so the nodes' clocks must agree to well
+        within a lease (NTP), as they do on one host."""
         seconds, micros = self.redis.time()
         return int(seconds) * 1000 + int(micros) // 1000
 

@@ -48,6 +48,14 @@ key                                type   contents
                                            anonymous IP (``throttle_anon_<ip>``)
 =================================  =====  ===========================================
 
+On a Redis Cluster (``REDIS_URL=redis+cluster://...``) an action's keys
+live on the primary owning its hash tag's slot, so actions spread over the
+primaries; the lock and cache keys carry no tag and land wherever their
+name hashes, each a single key, so nothing needs them together. Nothing
+derives a key inside a script, and nothing lists keys: whatever spans
+actions reads them by name from the actions table, one pipelined call per
+slot's primary (docs/scaling.md).
+
 ``<p>`` is ``settings.ATTUNE_REDIS_PREFIX`` (default ``attune``). The Celery
 broker keeps its own keys (``default``, ``unacked``, ``_kombu.*``) under
 the broker URL; they are Celery's, not described here.

@@ -3,7 +3,9 @@
 The suite talks to the services named by DATABASE_URL and REDIS_URL
 (scripts/test.sh sets them; tests/testenv.py gives the same defaults). The gate uses one
 Redis database and the Celery broker another, both flushed around every
-test that asks for `redis_db`.
+test that asks for `redis_db`. A test parametrized over tests.stacks.STACKS
+runs on a Redis Cluster, RabbitMQ and PgBouncer too (tests/servers.py
+starts them).
 """
 
 from __future__ import annotations
@@ -21,7 +23,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
+
+from queues.redis_client import RedisClient, connect, primaries
+from tests.servers import pgbouncer, rabbitmq_url, redis_cluster
+from tests.stacks import Stack, stack
+
+# Fixtures defined in those modules, used by name.
+__all__ = ["pgbouncer", "rabbitmq_url", "redis_cluster", "stack"]
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
@@ -42,18 +50,33 @@ def wait_until(
         time.sleep(interval)
 
 
-@pytest.fixture
-def redis_db() -> Iterator[redis.Redis]:
-    """The gate's Redis, flushed (with the broker's) before and after."""
+def flush_broker() -> None:
+    """Drop every message of the broker: its Redis database, or on
+    RabbitMQ the default queue (the vhost is the session's own)."""
     from django.conf import settings
 
-    gate_client = redis.Redis.from_url(settings.REDIS_URL, decode_responses=True)
-    broker_client = redis.Redis.from_url(settings.CELERY_BROKER_URL, decode_responses=True)
-    gate_client.flushdb()
-    broker_client.flushdb()
+    if settings.BROKER_IS_REDIS:
+        connect(settings.CELERY_BROKER_URL).flushdb()
+    else:
+        from attune.celery import app
+
+        app.control.purge()
+
+
+@pytest.fixture
+def redis_db(stack: Stack) -> Iterator[RedisClient]:
+    """The gate's Redis (every primary of a cluster), flushed with the
+    broker before and after."""
+    from django.conf import settings
+
+    gate_client = connect(settings.REDIS_URL)
+    for node in primaries(gate_client):
+        node.flushdb()
+    flush_broker()
     yield gate_client
-    gate_client.flushdb()
-    broker_client.flushdb()
+    for node in primaries(gate_client):
+        node.flushdb()
+    flush_broker()
 
 
 @pytest.fixture
@@ -138,6 +161,7 @@ def subprocess_env(extra: dict[str, str] | None = None) -> dict[str, str]:
         "ATTUNE_LEASE_SECONDS": str(settings.ATTUNE_LEASE_SECONDS),
         "ATTUNE_REAPER_INTERVAL_SECONDS": str(settings.ATTUNE_REAPER_INTERVAL_SECONDS),
         "DATABASE_CONN_MAX_AGE": "0",
+        "ATTUNE_DB_POOLER": settings.DB_POOLER,
         "ATTUNE_WORKER_METRICS_PORT": "0",
         "ATTUNE_REAPER_METRICS_PORT": "0",
         "PYTHONUNBUFFERED": "1",
@@ -156,7 +180,7 @@ def spawn(command: list[str], log_path: Path, env: dict[str, str]) -> subprocess
 
 @pytest.fixture
 def worker_factory(
-    transactional_db: None, redis_db: redis.Redis, tmp_path: Path
+    transactional_db: None, redis_db: RedisClient, tmp_path: Path
 ) -> Iterator[Callable[..., WorkerProcess]]:
     """Start real `celery -A attune worker` processes against the test
     database; every one is stopped at teardown."""

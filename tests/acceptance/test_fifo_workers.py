@@ -10,6 +10,7 @@ import pytest
 from executions.models import Execution, ExecutionStatus
 from executions.services import request_execution
 from tests.helpers import in_request_order, max_concurrency, request_indexed, wait_all_terminal
+from tests.stacks import STACKS, Stack, assert_ran_on
 
 pytestmark = [pytest.mark.acceptance, pytest.mark.django_db(transaction=True)]
 S = ExecutionStatus
@@ -36,14 +37,14 @@ def test_it_grants_1000_executions_in_request_order_never_more_than_5_at_once(
     assert len({e.worker for e in executions}) == 2
 
 
+@pytest.mark.parametrize("stack", STACKS, indirect=True, ids=str)
 def test_it_starts_in_request_order_with_limit_1_and_failures_release_their_slots(
-    make_action: Any, worker_factory: Any
+    request: pytest.FixtureRequest, stack: Stack, make_action: Any, worker_factory: Any
 ) -> None:
     action = make_action(
         "every_third_fails", entrypoint="tests.actions.fail_every_third", concurrency_limit=1
     )
-    worker_factory(concurrency=2)
-    worker_factory(concurrency=2)
+    workers = [worker_factory(concurrency=2), worker_factory(concurrency=2)]
 
     ids = request_indexed(action.ref, 30)
     executions = wait_all_terminal(ids, timeout=120)
@@ -56,6 +57,27 @@ def test_it_starts_in_request_order_with_limit_1_and_failures_release_their_slot
     failed = [e for e in executions if e.status == S.FAILED]
     assert len(failed) == 10
     assert all("fails on purpose" in e.error for e in failed)
+    assert_ran_on(request, stack, workers)
+
+
+@pytest.mark.parametrize("stack", STACKS, indirect=True, ids=str)
+def test_it_holds_a_limit_of_3_granting_in_request_order_across_two_workers(
+    request: pytest.FixtureRequest, stack: Stack, make_action: Any, worker_factory: Any
+) -> None:
+    action = make_action("limit_3", entrypoint="tests.actions.sleep_indexed", concurrency_limit=3)
+    workers = [worker_factory(concurrency=2), worker_factory(concurrency=2)]
+
+    ids = request_indexed(action.ref, 60, seconds=0.1)
+    executions = wait_all_terminal(ids, timeout=120)
+
+    assert [e.status for e in executions].count(S.COMPLETED) == 60
+    by_request = in_request_order(executions)
+    assert [e.grant_seq for e in by_request] == list(range(1, 61))
+    assert [e.result["index"] for e in by_request] == list(range(60))
+    # Four processes could run four at once; the gate lets three.
+    assert max_concurrency(executions) == 3
+    assert len({e.worker for e in executions}) == 2
+    assert_ran_on(request, stack, workers)
 
 
 def test_it_keeps_actions_independent_a_slow_action_never_delays_the_others(

@@ -10,16 +10,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
 from django.utils import timezone
 
 from executions.models import Execution, ExecutionStatus, Policy
 from executions.services import request_execution, request_executions
 from queues.keys import QueueRef
+from queues.redis_client import RedisClient
 from tests.conftest import wait_until
 from tests.fault_actions import read_runs
 from tests.faults import assert_gate_drained_and_counted, kill_worker
 from tests.helpers import in_request_order, max_concurrency, wait_all_terminal
+from tests.stacks import STACKS, Stack, assert_ran_on
 
 pytestmark = [pytest.mark.acceptance, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 S = ExecutionStatus
@@ -27,12 +28,15 @@ S = ExecutionStatus
 SCHEDULING_SLACK_SECONDS = 3.0
 
 
+@pytest.mark.parametrize("stack", STACKS, indirect=True, ids=str)
 def test_it_abandons_the_killed_workers_executions_and_runs_every_other_one_in_order(
+    request: pytest.FixtureRequest,
+    stack: Stack,
     make_action: Any,
     worker_factory: Any,
     reaper_factory: Any,
     fast_leases: tuple[float, float],
-    redis_db: redis.Redis,
+    redis_db: RedisClient,
     tmp_path: Path,
 ) -> None:
     lease, interval = fast_leases
@@ -115,6 +119,7 @@ def test_it_abandons_the_killed_workers_executions_and_runs_every_other_one_in_o
     assert len(untouched) >= 200 - 3 - 6
     assert all(e.worker.startswith(f"{survivor.name}@") for e in executions if e.started_at > dead_at)
     assert_gate_drained_and_counted([action])
+    assert_ran_on(request, stack, [victim, survivor])
 
 
 HOSTS = ("web-1", "web-2", "db-1")

@@ -1,4 +1,5 @@
-"""Contract tests of the Lua scripts against a real Redis, without the database."""
+"""Contract tests of the Lua scripts against a real Redis, standalone and
+a 3-primary cluster, without the database."""
 
 from __future__ import annotations
 
@@ -6,7 +7,6 @@ import time
 from collections.abc import Iterator
 
 import pytest
-import redis
 
 from queues.gate import (
     DEFAULT_PRIORITY,
@@ -20,14 +20,27 @@ from queues.gate import (
     seq_of,
 )
 from queues.keys import QueueRef
+from queues.redis_client import RedisClient, primaries
+from tests.stacks import CLUSTER, DEFAULT, Stack, use_stack
 
 pytestmark = pytest.mark.integration
 LEASE_MS = 30_000
 
 
+@pytest.fixture(params=[DEFAULT, CLUSTER], ids=str)
+def stack(request: pytest.FixtureRequest) -> Iterator[Stack]:
+    # Every script, on one Redis and on a cluster, where each action's keys
+    # live on the primary of their hash tag's slot.
+    yield from use_stack(request, request.param)
+
+
 @pytest.fixture
-def gate(redis_db: redis.Redis) -> Iterator[Gate]:
+def gate(redis_db: RedisClient) -> Iterator[Gate]:
     yield Gate(redis_db)
+
+
+def every_key(client: RedisClient) -> list[str]:
+    return sorted(key for node in primaries(client) for key in node.keys("*"))
 
 
 @pytest.fixture
@@ -59,7 +72,7 @@ def test_it_keys_every_queue_by_the_action_hash_tag(queue: QueueRef) -> None:
 
 def test_it_refuses_to_admit_into_a_queue_that_was_never_built(gate: Gate) -> None:
     assert admit(gate, QueueRef(1), "x").outcome == "uninitialized"
-    assert gate.redis.keys("*") == []
+    assert every_key(gate.redis) == []
 
 
 def test_it_grants_while_slots_are_free_then_queues_in_order(gate: Gate, queue: QueueRef) -> None:
@@ -150,7 +163,7 @@ def test_it_lists_leases_past_their_deadline(gate: Gate, queue: QueueRef) -> Non
     assert gate.expired(queue, now_ms=now) == ["short"]
 
 
-def test_it_merges_a_database_rebuild_without_losing_live_entries(gate: Gate, redis_db: redis.Redis) -> None:
+def test_it_merges_a_database_rebuild_without_losing_live_entries(gate: Gate, redis_db: RedisClient) -> None:
     queue = QueueRef(7)
     state = RestoreState(
         limit=2,
