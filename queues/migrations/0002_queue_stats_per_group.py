@@ -8,22 +8,23 @@ row was that queue), so nothing is lost and the flusher carries on.
 import django.db.models.deletion
 from django.db import migrations, models
 
+# The columns both tables have (a migration keeps its own copy: the model's may change).
+COPIED = [
+    "queue_length",
+    "active_count",
+    "max_concurrent",
+    "oldest_enqueued_at",
+    "total_enqueued",
+    "total_completed",
+    "total_terminal",
+    "last_updated",
+]
 
 def copy_rows(apps, schema_editor):
     old = apps.get_model("queues", "QueueStats")
     new = apps.get_model("queues", "QueueStatsPerGroup")
-    fields = [
-        "queue_length",
-        "active_count",
-        "max_concurrent",
-        "oldest_enqueued_at",
-        "total_enqueued",
-        "total_completed",
-        "total_terminal",
-        "last_updated",
-    ]
     new.objects.bulk_create(
-        (new(action_id=row.action_id, group="default", **{f: getattr(row, f) for f in fields}) for row in old.objects.all()),
+        (new(action_id=row.action_id, group="default", **{f: getattr(row, f) for f in COPIED}) for row in old.objects.all()),
         batch_size=1000,
     )
 
@@ -31,18 +32,8 @@ def copy_rows(apps, schema_editor):
 def copy_back(apps, schema_editor):
     new = apps.get_model("queues", "QueueStatsPerGroup")
     old = apps.get_model("queues", "QueueStats")
-    fields = [
-        "queue_length",
-        "active_count",
-        "max_concurrent",
-        "oldest_enqueued_at",
-        "total_enqueued",
-        "total_completed",
-        "total_terminal",
-        "last_updated",
-    ]
     old.objects.bulk_create(
-        (old(action_id=row.action_id, **{f: getattr(row, f) for f in fields}) for row in new.objects.filter(group="default")),
+        (old(action_id=row.action_id, **{f: getattr(row, f) for f in COPIED}) for row in new.objects.filter(group="default")),
         batch_size=1000,
     )
 
