@@ -178,6 +178,24 @@ def spawn(command: list[str], log_path: Path, env: dict[str, str]) -> subprocess
         )
 
 
+def start_gunicorn(port: int, log_path: Path, *, workers: int = 2) -> WorkerProcess:
+    """The web server as production runs it (attune/gunicorn_config.py, so
+    prometheus_client in multiprocess mode over its own fresh directory)
+    with ``workers`` processes, serving on 127.0.0.1:``port``."""
+    env = subprocess_env()
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    command = [sys.executable, "-m", "gunicorn", "-c", "python:attune.gunicorn_config"]
+    command += ["--workers", str(workers), "--bind", f"127.0.0.1:{port}"]
+    web = WorkerProcess(f"gunicorn-{port}", spawn(command, log_path, env), log_path, env)
+    wait_until(
+        lambda: web.log().count("Booting worker") >= workers or web.process.poll() is not None,
+        timeout=30,
+        message=f"{workers} gunicorn workers",
+    )
+    assert web.process.poll() is None, web.log()[-3000:]
+    return web
+
+
 @pytest.fixture
 def worker_factory(
     transactional_db: None, redis_db: RedisClient, tmp_path: Path

@@ -40,7 +40,7 @@ from executions.core_pack import load_core_pack
 from executions.models import Action, AuditEntry, Execution, ExecutionStatus, Grant, GrantPermission, Pack
 from tests.acceptance.conftest import FUZZ_SUMMARIES
 from tests.acceptance.test_queue_metrics_burst import free_port
-from tests.conftest import ROOT, WorkerProcess, spawn, subprocess_env, wait_until
+from tests.conftest import ROOT, WorkerProcess, start_gunicorn, subprocess_env, wait_until
 
 pytestmark = [pytest.mark.acceptance, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -60,21 +60,6 @@ TEN_MB = 10 * 1024 * 1024
 class LiveApi:
     base: str
     tokens: dict[str, str]
-
-
-def _start_gunicorn(port: int, log_path: Path) -> WorkerProcess:
-    env = subprocess_env()
-    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    command = [sys.executable, "-m", "gunicorn", "-c", "python:attune.gunicorn_config"]
-    command += ["--workers", "2", "--bind", f"127.0.0.1:{port}"]
-    web = WorkerProcess("gunicorn", spawn(command, log_path, env), log_path, env)
-    wait_until(
-        lambda: web.log().count("Booting worker") >= 2 or web.process.poll() is not None,
-        timeout=30,
-        message="two gunicorn workers",
-    )
-    assert web.process.poll() is None, web.log()[-3000:]
-    return web
 
 
 def _start_worker(workdir: Path, log_path: Path) -> WorkerProcess:
@@ -114,7 +99,7 @@ def live_api(redis_db: Any, tmp_path: Path) -> Iterator[LiveApi]:
     load_core_pack()
     tokens = _personas()
     port = free_port()
-    web = _start_gunicorn(port, tmp_path / "gunicorn.log")
+    web = start_gunicorn(port, tmp_path / "gunicorn.log")
     worker = None
     try:
         worker = _start_worker(tmp_path / "worker-cwd", tmp_path / "worker.log")

@@ -20,29 +20,13 @@ from rest_framework.authtoken.models import Token
 
 from executions.models import Execution, ExecutionStatus
 from tests.acceptance.test_queue_metrics_burst import free_port
-from tests.conftest import ROOT, WorkerProcess, spawn, subprocess_env, wait_until
+from tests.conftest import ROOT, start_gunicorn, subprocess_env
 from tests.helpers import wait_all_terminal
 from tests.prometheus import scrape, value
 
 pytestmark = [pytest.mark.acceptance, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 S = ExecutionStatus
 MAX_QUEUE_LENGTH = 6
-
-
-def _gunicorn(port: int, log_path: Path) -> WorkerProcess:
-    env = subprocess_env()
-    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    command = [sys.executable, "-m", "gunicorn", "-c", "python:attune.gunicorn_config"]
-    command += ["--workers", "3", "--bind", f"127.0.0.1:{port}"]
-    process = spawn(command, log_path, env)
-    web = WorkerProcess("gunicorn", process, log_path, env)
-    wait_until(
-        lambda: web.log().count("Booting worker") >= 3 or process.poll() is not None,
-        timeout=30,
-        message="three gunicorn workers",
-    )
-    assert process.poll() is None, web.log()[-3000:]
-    return web
 
 
 def _admin_session(base: str, username: str, password: str) -> requests.Session:
@@ -77,7 +61,7 @@ def test_scraped_totals_equal_the_table_after_three_kinds_of_process(
     token = Token.objects.create(user=User.objects.get(username="root"))
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    web = _gunicorn(port, tmp_path / "gunicorn.log")
+    web = start_gunicorn(port, tmp_path / "gunicorn.log", workers=3)
     try:
         # 1. A one-off process: three requests, then it exits.
         subprocess.run(
