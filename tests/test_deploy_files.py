@@ -15,6 +15,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,8 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 DOCKER = ROOT / "docker"
 COMPOSE = DOCKER / "docker-compose.yml"
+SCALED = DOCKER / "docker-compose.scaled.yml"
+PGBOUNCER_INI = DOCKER / "pgbouncer" / "pgbouncer.ini"
 PROMETHEUS_CONFIG = DOCKER / "prometheus" / "prometheus.yml"
 ALERTS = DOCKER / "prometheus" / "alerts.yml"
 ALERTS_TEST = DOCKER / "prometheus" / "alerts_test.yml"
@@ -67,13 +70,16 @@ IMAGE_VARIABLES = {
 # Variables the Dockerfile may set besides Attune's own.
 DOCKERFILE_VARIABLES = re.compile(r"PYTHON[A-Z_]*|PIP_[A-Z_]+|PATH|LANG|LC_ALL")
 
+# Every web server exports the gate's figures, read from Redis, so a query
+# keeps one series per queue whatever the number of servers.
+ONE_PER_QUEUE = r"max without \(instance\) "
 ALERT_RULES = {
     # name: (regex the whitespace-squashed expr must match, for, severity);
     # StuckQueue's expr has its own test.
-    "HighQueueDepth": (r"attune_queue_length > 100", "5m", "warning"),
-    "CriticalQueueDepth": (r"attune_queue_length > 500", "2m", "critical"),
+    "HighQueueDepth": (rf"{ONE_PER_QUEUE}\(attune_queue_length\) > 100", "5m", "warning"),
+    "CriticalQueueDepth": (rf"{ONE_PER_QUEUE}\(attune_queue_length\) > 500", "2m", "critical"),
     "StuckQueue": (r".+", "5m", "critical"),
-    "OldestExecutionAging": (r"attune_queue_oldest_age_seconds > 1800", "5m", "warning"),
+    "OldestExecutionAging": (rf"{ONE_PER_QUEUE}\(attune_queue_oldest_age_seconds\) > 1800", "5m", "warning"),
     "LeasesReclaimed": (r"increase\(attune_leases_reclaimed_total\[10m\]\) > 0( or .+)?", "0m", "warning"),
 }
 
@@ -100,16 +106,16 @@ def settings_variables() -> frozenset[str]:
 
 
 @cache
-def compose() -> dict[str, Any]:
-    return yaml.safe_load(COMPOSE.read_text())
+def compose(path: Path = COMPOSE) -> dict[str, Any]:
+    return yaml.safe_load(path.read_text())
 
 
-def service(name: str) -> dict[str, Any]:
-    return compose()["services"][name]
+def service(name: str, path: Path = COMPOSE) -> dict[str, Any]:
+    return compose(path)["services"][name]
 
 
-def environment(name: str) -> dict[str, str]:
-    env = service(name).get("environment", {})
+def environment(name: str, path: Path = COMPOSE) -> dict[str, str]:
+    env = service(name, path).get("environment", {})
     if isinstance(env, list):
         env = dict(item.split("=", 1) if "=" in item else (item, "") for item in env)
     return {key: "" if value is None else str(value) for key, value in env.items()}
@@ -120,14 +126,14 @@ def interpolate(value: str) -> str:
     return re.sub(r"\$\{[A-Z0-9_]+(?::?-([^}]*))?\}", lambda m: m.group(1) or "", value)
 
 
-def command(name: str) -> str:
-    cmd = service(name).get("command", "")
+def command(name: str, path: Path = COMPOSE) -> str:
+    cmd = service(name, path).get("command", "")
     return " ".join(cmd) if isinstance(cmd, list) else cmd
 
 
-def mounts(name: str) -> dict[str, str]:
+def mounts(name: str, path: Path = COMPOSE) -> dict[str, str]:
     """Bind mounts of a service (short syntax), source -> container path."""
-    pairs = (volume.split(":")[:2] for volume in service(name).get("volumes", []))
+    pairs = (volume.split(":")[:2] for volume in service(name, path).get("volumes", []))
     return {source: target for source, target in pairs if source.startswith(".")}
 
 
@@ -281,9 +287,10 @@ def test_it_waits_for_migrations_before_starting_worker_and_reaper() -> None:
     assert "healthcheck" in service("web")
 
 
-def test_it_mounts_files_that_exist() -> None:
-    for name in compose()["services"]:
-        for source in mounts(name):
+@pytest.mark.parametrize("path", [COMPOSE, SCALED], ids=lambda path: path.name)
+def test_it_mounts_files_that_exist(path: Path) -> None:
+    for name in compose(path)["services"]:
+        for source in mounts(name, path):
             assert (DOCKER / source).exists(), f"service {name} mounts missing {source}"
 
 
@@ -309,6 +316,119 @@ def test_it_sets_only_known_variables_in_the_dockerfile() -> None:
     assert names and not unknown, sorted(unknown)
 
 
+# --- docker-compose.scaled.yml ---------------------------------------------------
+
+SCALED_ATTUNE_SERVICES = ("migrate", "web", "worker", "reaper")
+REDIS_NODES = ("redis-1", "redis-2", "redis-3")
+
+
+def scaled_environment(name: str) -> dict[str, str]:
+    return {var: interpolate(value) for var, value in environment(name, SCALED).items()}
+
+
+def test_the_scaled_stack_has_every_part_of_it() -> None:
+    services = compose(SCALED)["services"]
+    assert set(services) >= {"postgres", "pgbouncer", "rabbitmq", "redis-cluster", *REDIS_NODES}
+    assert set(services) >= {*SCALED_ATTUNE_SERVICES, "prometheus", "grafana"}
+    assert service("web", SCALED)["deploy"]["replicas"] == 2
+    assert service("worker", SCALED)["deploy"]["replicas"] == 3
+    assert service("reaper", SCALED)["deploy"]["replicas"] == 2
+    # One host port per web replica.
+    assert service("web", SCALED)["ports"] == ["8000-8001:8000"]
+
+
+@pytest.mark.parametrize("name", SCALED_ATTUNE_SERVICES)
+def test_the_scaled_stack_sets_only_variables_that_settings_reads(name: str) -> None:
+    unknown = set(environment(name, SCALED)) - settings_variables()
+    assert not unknown, f"service {name} sets {sorted(unknown)}, which attune/settings.py does not read"
+
+
+def test_the_scaled_stack_points_attune_at_the_cluster_rabbitmq_and_pgbouncer() -> None:
+    env = scaled_environment("web")
+    shared = ("DATABASE_URL", "ATTUNE_DB_POOLER", "REDIS_URL", "CELERY_BROKER_URL", "DJANGO_SECRET_KEY")
+    for name in ("worker", "reaper"):
+        assert {var: scaled_environment(name)[var] for var in shared} == {var: env[var] for var in shared}
+    cluster = urlsplit(env["REDIS_URL"])
+    assert cluster.scheme == "redis+cluster"
+    assert cluster.netloc.split(",") == [f"{node}:6379" for node in REDIS_NODES]
+    for node in REDIS_NODES:
+        assert "--cluster-enabled yes" in command(node, SCALED), node
+    assert all(f"{node}:6379" in command("redis-cluster", SCALED) for node in REDIS_NODES)
+
+    broker = urlsplit(env["CELERY_BROKER_URL"])
+    rabbitmq = scaled_environment("rabbitmq")
+    assert (broker.scheme, broker.hostname, broker.port) == ("amqp", "rabbitmq", 5672)
+    assert (broker.username, broker.password, broker.path.lstrip("/")) == (
+        rabbitmq["RABBITMQ_DEFAULT_USER"],
+        rabbitmq["RABBITMQ_DEFAULT_PASS"],
+        rabbitmq["RABBITMQ_DEFAULT_VHOST"],
+    )
+
+    database = urlsplit(env["DATABASE_URL"])
+    postgres = scaled_environment("postgres")
+    assert (database.hostname, database.port, env["ATTUNE_DB_POOLER"]) == ("pgbouncer", 6432, "pgbouncer")
+    assert (database.username, database.password) == (
+        postgres["POSTGRES_USER"],
+        postgres["POSTGRES_PASSWORD"],
+    )
+    bouncer = scaled_environment("pgbouncer")
+    assert (bouncer["POSTGRES_USER"], bouncer["POSTGRES_PASSWORD"]) == (database.username, database.password)
+    ini = PGBOUNCER_INI.read_text()
+    assert re.search(rf"^{database.path.lstrip('/')} = host=postgres port=5432 dbname=attune$", ini, re.M)
+    assert re.search(r"^pool_mode = transaction$", ini, re.M)
+    assert re.search(r"^listen_port = 6432$", ini, re.M)
+    # Migrations go straight to PostgreSQL, not through the pooler.
+    migrate = scaled_environment("migrate")
+    assert urlsplit(migrate["DATABASE_URL"]).hostname == "postgres" and migrate["ATTUNE_DB_POOLER"] == ""
+
+
+def test_the_scaled_stack_migrates_once_before_anything_serves() -> None:
+    assert command("migrate", SCALED).index("migrate") < command("migrate", SCALED).index("load_core_pack")
+    assert "migrate" not in command("web", SCALED)
+    for name in ("web", "worker", "reaper"):
+        depends = service(name, SCALED)["depends_on"]
+        assert depends["migrate"]["condition"] == "service_completed_successfully", name
+        assert depends["redis-cluster"]["condition"] == "service_completed_successfully", name
+        assert depends["rabbitmq"]["condition"] == "service_healthy", name
+    assert re.search(r"celery -A attune worker .*-Q default", command("worker", SCALED))
+    assert "manage.py reap --loop" in command("reaper", SCALED)
+
+
+def test_the_scaled_stack_builds_pgbouncer_from_its_own_files() -> None:
+    build = service("pgbouncer", SCALED)["build"]
+    context = DOCKER / build["context"]
+    dockerfile = (context / build["dockerfile"]).read_text()
+    assert re.search(r"^FROM debian:bookworm-slim\b", dockerfile, re.M)
+    assert "COPY pgbouncer.ini /etc/pgbouncer/pgbouncer.ini" in dockerfile
+    assert (context / "pgbouncer.ini").exists() and os.access(context / "entrypoint.sh", os.X_OK)
+
+
+@pytest.mark.parametrize("path", [COMPOSE, SCALED], ids=lambda path: path.name)
+def test_its_settings_load_with_the_environment_compose_gives(path: Path) -> None:
+    """Django starts with exactly the web service's variables: nothing in
+    them is refused (a cluster URL without a broker, an unknown pooler)."""
+    env = {var: interpolate(value) for var, value in environment("web", path).items()}
+    inherited = ("ATTUNE_", "DJANGO_", "REDIS_URL", "CELERY_", "DATABASE_")
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith(inherited)}, **env}
+    script = (
+        "import django; django.setup(); from django.conf import settings; "
+        "print(settings.REDIS_URL, settings.CELERY_BROKER_URL, settings.DB_POOLER or '-')"
+    )
+    completed = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=ROOT,
+        env={**env, "DJANGO_SETTINGS_MODULE": "attune.settings"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    redis_url, broker_url, pooler = completed.stdout.split()
+    assert (redis_url, broker_url) == (env["REDIS_URL"], env["CELERY_BROKER_URL"])
+    assert pooler == (env.get("ATTUNE_DB_POOLER") or "-")
+
+
 # --- Prometheus ------------------------------------------------------------------
 
 
@@ -316,9 +436,10 @@ def test_it_scrapes_the_web_worker_and_reaper_metrics() -> None:
     config = yaml.safe_load(PROMETHEUS_CONFIG.read_text())
     assert config["rule_files"] == ["alerts.yml"]
     jobs = {job["job_name"]: job for job in config["scrape_configs"]}
-    web_targets = [t for sc in jobs["attune-web"]["static_configs"] for t in sc["targets"]]
-    assert web_targets == ["web:8000"]
     assert jobs["attune-web"].get("metrics_path", "/metrics") == "/metrics"
+    # Every web container, however many: each sums only its own gunicorn processes.
+    web = jobs["attune-web"]["dns_sd_configs"][0]
+    assert (web["names"], web["port"]) == (["web"], 8000)
     for job, name, variable in [
         ("attune-worker", "worker", "ATTUNE_WORKER_METRICS_PORT"),
         ("attune-reaper", "reaper", "ATTUNE_REAPER_METRICS_PORT"),
@@ -437,10 +558,34 @@ def test_it_shows_what_issue_5_asks_for() -> None:
         "attune_queue_max_concurrent",
         "attune_queue_oldest_age_seconds",
     } <= used
-    assert any(e.startswith("sum by (status) (rate(attune_executions_terminal_total") for e in exprs)
+    assert any(
+        e.startswith("sum by (status) (max without (instance) (rate(attune_executions_terminal_total")
+        for e in exprs
+    )
     for quantile in ("0.5", "0.95", "0.99"):
         wanted = f"histogram_quantile({quantile}, sum by (le, action) (rate(attune_queue_wait_seconds_bucket"
         assert any(e.startswith(wanted) for e in exprs), quantile
+
+
+# Read from Redis by every web server's collector: the same value from each.
+FROM_REDIS = GAUGES | {
+    "attune_executions_enqueued_total",
+    "attune_executions_terminal_total",
+    "attune_queue_rejected_total",
+}
+
+
+def test_it_counts_the_gates_figures_once_however_many_web_servers() -> None:
+    for expr in [squash(expr) for expr in dashboard_exprs()] + [
+        squash(rule["expr"]) for rule in alert_rules().values()
+    ]:
+        for name in metric_names(expr) & FROM_REDIS:
+            # Each selector sits directly inside a max over the servers.
+            for match in re.finditer(rf"\b{name}\b", expr):
+                before = expr[: match.start()]
+                assert re.search(
+                    r"max ?(without \(instance\) |by \(action\) )?\((rate\(|increase\()?$", before
+                ), f"{name} in {expr!r} would be summed over the web servers"
 
 
 def test_it_has_valid_promql_in_the_dashboard(tmp_path: Path) -> None:
