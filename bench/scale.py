@@ -156,7 +156,8 @@ def run_admission(waiting: int, admissions: int) -> list[str]:
         f"execution ({verdict} {BYTES_PER_WAITING_GOAL}); the {added} added took "
         f"{per_waiting_added:.0f} bytes each",
         f"- INFO used_memory grew {memory_after - memory_before} bytes, {per_waiting_info:.0f} bytes per "
-        "execution added (the whole server: anything else using it meanwhile counts too)",
+        "execution added (the whole server, every primary of a cluster: anything else using it meanwhile "
+        "counts too)",
     ]
 
 
