@@ -173,12 +173,13 @@ class Client:
         """The phase's work, its inputs made in advance so that only the
         script calls are timed; returns (calls, executions moved)."""
         if phase == "admit":
+            # Ids as the app's: UUIDs, 36 characters.
             batches = [
                 (
                     self.share.actions[index % len(self.share.actions)],
-                    [str(uuid.uuid4()) for _ in range(size)],
+                    [str(uuid.uuid4()) for _ in range(self.share.batch)],
                 )
-                for index, size in enumerate(split(self.share.batches * self.share.batch, self.share.batches))
+                for index in range(self.share.batches)
             ]
             return lambda: self.admit(batches)
         if phase == "renew":
@@ -535,8 +536,10 @@ def main() -> None:
         parser.error("--actions must be at least --processes: each process has actions of its own")
     if min(args.processes, args.batch, args.waiting, args.ops) < 1:
         parser.error("--processes, --batch, --waiting and --ops must be at least 1")
-    if args.waiting <= LIMIT * args.actions:
-        parser.error(f"--waiting must exceed {LIMIT} x --actions, so that executions are left waiting")
+    if -(-args.waiting // args.batch) < 2 * args.actions:
+        # Fewer, and some actions would hold no running execution to renew
+        # and leave none waiting to hand a slot to.
+        parser.error("--waiting / --batch must be at least 2 x --actions: two batches for every action")
 
     for name, value in DEFAULTS.items():
         os.environ.setdefault(name, value)

@@ -42,7 +42,7 @@ def run(command: list[str], env: dict[str, str]) -> str:
 def test_the_gate_micro_benchmark_measures_a_standalone_redis_and_a_cluster() -> None:
     needs_redis_server()
     output = run(
-        ["bench.gate_ops", "--processes", "2", "--actions", "3", "--waiting", "300", "--ops", "100"],
+        ["bench.gate_ops", "--processes", "2", "--actions", "3", "--waiting", "600", "--ops", "100"],
         # No database: only the servers it starts itself.
         dict(os.environ),
     )
