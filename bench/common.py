@@ -1,5 +1,11 @@
 """Shared set-up for the benchmarks: Django on its own database, real Redis,
-real `celery worker` subprocesses."""
+real `celery worker` subprocesses.
+
+The gate's Redis and the broker are whatever REDIS_URL and
+CELERY_BROKER_URL say: a standalone Redis or a Redis Cluster
+(``redis+cluster://``) for the gate, Redis or RabbitMQ (``amqp://``) for
+the broker; bench/stacks.py starts the scaled-out ones and runs a
+benchmark on each."""
 
 from __future__ import annotations
 
@@ -9,9 +15,14 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.parse
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from queues.redis_client import RedisClient
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULTS = {
@@ -52,16 +63,49 @@ def _ensure_database(url: str) -> None:
     connection.close()
 
 
-def reset_state() -> None:
-    """Empty the executions table and both Redis databases between runs."""
-    import redis
+def gate_redis() -> RedisClient:
+    """A client of the gate's Redis as the app makes it: a RedisCluster on a
+    ``redis+cluster://`` REDIS_URL."""
     from django.conf import settings
 
+    from queues.redis_client import connect
+
+    return connect(settings.REDIS_URL)
+
+
+def flush_gate() -> None:
+    """Empty the gate's Redis database, on every primary of a cluster."""
+    from queues.redis_client import primaries
+
+    for node in primaries(gate_redis()):
+        node.flushdb()
+
+
+def purge_broker() -> None:
+    """Drop every message the benchmarks may have left with the broker: its
+    whole Redis database, or on RabbitMQ (where the vhost is shared with
+    whatever else uses it) the queues the app declares, `default` among
+    them, which every benchmark worker consumes."""
+    from django.conf import settings
+
+    if settings.BROKER_IS_REDIS:
+        from queues.redis_client import connect
+
+        connect(settings.CELERY_BROKER_URL).flushdb()
+        return
+    from attune.celery import app
+
+    app.control.purge()
+
+
+def reset_state() -> None:
+    """Empty the executions table, the gate's Redis and the broker between
+    runs; no worker may be running."""
     from executions.models import Execution
 
     Execution.objects.all().delete()
-    redis.Redis.from_url(settings.REDIS_URL).flushdb()
-    redis.Redis.from_url(settings.CELERY_BROKER_URL).flushdb()
+    flush_gate()
+    purge_broker()
 
 
 def cpu_model() -> str:
@@ -75,19 +119,57 @@ def cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
+def _where(url: str) -> str:
+    """host:port and path of a URL, without its credentials."""
+    parts = urllib.parse.urlsplit(url)
+    return f"{parts.hostname}:{parts.port}{parts.path}"
+
+
+def gate_summary(client: RedisClient) -> str:
+    from redis.cluster import RedisCluster
+
+    from queues.redis_client import primaries
+
+    nodes = primaries(client)
+    # INFO goes to one node of a cluster; the nodes run the same build.
+    version = nodes[0].info("server")["redis_version"]
+    if isinstance(client, RedisCluster):
+        where = ", ".join(f"{node.host}:{node.port}" for node in client.get_primaries())
+        return f"Redis Cluster of {len(nodes)} primaries ({where}), Redis {version}"
+    from django.conf import settings
+
+    return f"one standalone Redis ({_where(settings.REDIS_URL)}), Redis {version}"
+
+
+def broker_summary() -> str:
+    from django.conf import settings
+
+    where = _where(settings.CELERY_BROKER_URL)
+    if settings.BROKER_IS_REDIS:
+        return f"Redis ({where})"
+    from attune.celery import app
+
+    with app.connection_for_write() as connection:
+        connection.ensure_connection(max_retries=1)
+        properties = getattr(connection.connection, "server_properties", {}) or {}
+    product = properties.get("product", "AMQP")
+    version = properties.get("version", "")
+    acks = "at the end of each task" if settings.CELERY_TASK_ACKS_LATE else "as each task starts"
+    return f"{product} {version} ({where}), tasks acknowledged {acks}".replace("  ", " ")
+
+
 def machine_summary() -> list[str]:
     """What the figures were measured on, as markdown list items."""
-    import redis
-    from django.conf import settings
     from django.db import connection
 
     with connection.cursor() as cursor:
         cursor.execute("SHOW server_version")
         postgres = cursor.fetchone()[0]
-    redis_version = redis.Redis.from_url(settings.REDIS_URL).info("server")["redis_version"]
     return [
         f"- CPU: {cpu_model()}, {os.cpu_count()} cores",
-        f"- Python {platform.python_version()}, PostgreSQL {postgres}, Redis {redis_version}",
+        f"- Python {platform.python_version()}, PostgreSQL {postgres}",
+        f"- gate: {gate_summary(gate_redis())}",
+        f"- Celery broker: {broker_summary()}",
     ]
 
 

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from bench.common import flush_gate
+
 if TYPE_CHECKING:
     from executions.models import Action
 
@@ -121,10 +123,9 @@ def recorded() -> Recorded:
 
 
 def clear_executions() -> None:
-    """Empty the executions table and the gate's Redis database, leaving the
-    broker alone: a worker may be connected to it."""
-    import redis
-    from django.conf import settings
+    """Empty the executions table and the gate's Redis database (every
+    primary of a cluster), leaving the broker alone: a worker may be
+    connected to it."""
     from django.db import connection
 
     from executions.models import Execution
@@ -133,4 +134,4 @@ def clear_executions() -> None:
     # dead tuples for autovacuum to clean up during the next row.
     with connection.cursor() as cursor:
         cursor.execute(f"TRUNCATE {Execution._meta.db_table}")
-    redis.Redis.from_url(settings.REDIS_URL).flushdb()
+    flush_gate()

@@ -80,9 +80,11 @@ def reset() -> None:
 
 
 def redis_used_memory() -> int:
-    from queues.redis_client import get_redis
+    """INFO used_memory, summed over a cluster's primaries (one of them
+    holds the action's queue)."""
+    from queues.redis_client import get_redis, primaries
 
-    return int(get_redis().info("memory")["used_memory"])
+    return sum(int(node.info("memory")["used_memory"]) for node in primaries(get_redis()))
 
 
 def queue_key_bytes(action_id: int) -> tuple[int, int]:
@@ -154,7 +156,8 @@ def run_admission(waiting: int, admissions: int) -> list[str]:
         f"execution ({verdict} {BYTES_PER_WAITING_GOAL}); the {added} added took "
         f"{per_waiting_added:.0f} bytes each",
         f"- INFO used_memory grew {memory_after - memory_before} bytes, {per_waiting_info:.0f} bytes per "
-        "execution added (the whole server: anything else using it meanwhile counts too)",
+        "execution added (the whole server, every primary of a cluster: anything else using it meanwhile "
+        "counts too)",
     ]
 
 
@@ -195,10 +198,9 @@ def queue_state_as_the_app_keeps_it() -> int:
     Returns the number of queue_stats rows."""
     from queues.models import QueueStats
     from queues.reconcile import reconcile_all
-    from queues.redis_client import get_redis
     from queues.stats import flush_once
 
-    get_redis().flushdb()
+    common.flush_gate()
     reconcile_all(admit_requested=False)
     flush_once()
     return QueueStats.objects.count()

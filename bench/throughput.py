@@ -33,8 +33,6 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import redis
-
 from bench import common, runs
 from bench.figures import handoffs, out_of_order, percentile
 
@@ -75,11 +73,9 @@ class Row:
 
 
 def run_plain(count: int) -> Row:
-    from django.conf import settings
-
     from bench.tasks import DONE_KEY, plain_noop
 
-    client = redis.Redis.from_url(settings.REDIS_URL)
+    client = common.gate_redis()
     client.delete(DONE_KEY)
     started = time.time()
     for _ in range(count):
@@ -152,17 +148,17 @@ def run_teams(count: int) -> Row:
 
 
 def run_semaphore(count: int, limit: int) -> Row:
-    from django.conf import settings
-
     from bench import tasks
 
-    client = redis.Redis.from_url(settings.REDIS_URL)
-    client.delete(
+    client = common.gate_redis()
+    # One key per call: on a cluster the keys are in different slots.
+    for key in (
         tasks.SEMAPHORE_KEY,
         tasks.SEMAPHORE_STARTS_KEY,
         tasks.SEMAPHORE_RELEASES_KEY,
         tasks.SEMAPHORE_RETRIES_KEY,
-    )
+    ):
+        client.delete(key)
     sent: list[float] = []
     started = time.time()
     for index in range(count):
@@ -170,7 +166,7 @@ def run_semaphore(count: int, limit: int) -> Row:
         tasks.semaphore_noop.apply_async(args=[index, limit], queue="default")
     while client.llen(tasks.SEMAPHORE_RELEASES_KEY) < count:
         time.sleep(REDIS_POLL_SECONDS)
-    start_records = [raw.decode().split(":") for raw in client.lrange(tasks.SEMAPHORE_STARTS_KEY, 0, -1)]
+    start_records = [str(raw).split(":") for raw in client.lrange(tasks.SEMAPHORE_STARTS_KEY, 0, -1)]
     starts = sorted((float(moment), int(index)) for index, moment in start_records)
     releases = [float(raw) for raw in client.lrange(tasks.SEMAPHORE_RELEASES_KEY, 0, -1)]
     retries = int(client.get(tasks.SEMAPHORE_RETRIES_KEY) or 0)
@@ -319,6 +315,8 @@ def setting_lines(args: argparse.Namespace) -> list[str]:
         f"- one `celery worker -c {args.concurrency}` for every row; {args.count} executions per row",
         f"- gate requests in batches of {args.batch} through services.request_executions "
         "(one transaction and one gate step per batch), except the one-request-per-call row",
+        "- the plain and semaphore rows count in the gate's Redis, through the same client as the "
+        "gate (redis-py's cluster client on a cluster)",
     ]
 
 

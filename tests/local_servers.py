@@ -1,0 +1,282 @@
+"""Throw-away local servers, started the way their operators start them,
+as plain context managers: the test fixtures of tests/servers.py wrap
+them, and the benchmarks (bench/stacks.py, bench/gate_ops.py) use them
+directly, so nothing here may depend on pytest.
+
+- ``redis_server``: one standalone ``redis-server`` on a free loopback port;
+- ``redis_cluster``: three ``redis-server --cluster-enabled yes`` primaries
+  on free loopback ports, joined by ``redis-cli --cluster create``;
+- ``rabbitmq_vhost``: a fresh vhost on the RabbitMQ answering on
+  127.0.0.1:5672, made with ``rabbitmqctl add_vhost`` (or the management
+  API) and deleted at the end with every queue in it.
+
+Each raises ``Unavailable`` when its server cannot be had at all (a binary
+missing, nothing answering), and ``StartFailed`` when it was there but did
+not come up.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+LOOPBACK = "127.0.0.1"
+CLUSTER_PRIMARIES = 3
+# A cluster node also listens on its port + 10000, for the cluster bus.
+CLUSTER_BUS_OFFSET = 10000
+RABBITMQ_PORT = 5672
+RABBITMQ_MANAGEMENT_PORT = 15672
+RABBITMQ_USER = "guest"
+START_TIMEOUT_SECONDS = 30.0
+
+
+class Unavailable(Exception):
+    """The server cannot be had here (not installed, not running)."""
+
+
+class StartFailed(RuntimeError):
+    """The server was there but did not start, or not in time."""
+
+
+def answers(port: int, host: str = LOOPBACK) -> bool:
+    with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=1):
+        return True
+    return False
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind((LOOPBACK, port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port(*, with_bus: bool = False) -> int:
+    """A loopback port nothing listens on (and, ``with_bus``, its cluster
+    bus port too). Another process may take it before we do; the server
+    start then fails loudly rather than silently sharing it."""
+    while True:
+        with socket.socket() as probe:
+            probe.bind((LOOPBACK, 0))
+            port = int(probe.getsockname()[1])
+        if not with_bus or (port + CLUSTER_BUS_OFFSET < 65536 and _bindable(port + CLUSTER_BUS_OFFSET)):
+            return port
+
+
+def wait_for(predicate: Callable[[], object], what: str, log: Path | None = None) -> None:
+    """Poll ``predicate`` until it is truthy; StartFailed, with the tail of
+    ``log``, after START_TIMEOUT_SECONDS."""
+    deadline = time.monotonic() + START_TIMEOUT_SECONDS
+    while not predicate():
+        if time.monotonic() > deadline:
+            tail = log.read_text(errors="replace")[-3000:] if log and log.exists() else ""
+            raise StartFailed(f"timed out after {START_TIMEOUT_SECONDS}s waiting for {what}\n{tail}")
+        time.sleep(0.1)
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=5)
+
+
+# --- Redis ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RedisServer:
+    port: int
+
+    @property
+    def url(self) -> str:
+        """A REDIS_URL for database 0 of this server."""
+        return f"redis://{LOOPBACK}:{self.port}/0"
+
+
+@dataclass(frozen=True)
+class RedisClusterServers:
+    ports: tuple[int, ...]
+
+    @property
+    def url(self) -> str:
+        """The REDIS_URL that puts the gate on this cluster."""
+        return "redis+cluster://" + ",".join(f"{LOOPBACK}:{port}" for port in self.ports)
+
+
+def _redis_binaries() -> tuple[str, str]:
+    server, cli = shutil.which("redis-server"), shutil.which("redis-cli")
+    if server is None or cli is None:
+        raise Unavailable("redis-server and redis-cli are needed (apt-get install redis)")
+    return server, cli
+
+
+def _start_redis(binary: str, directory: Path, port: int, *, cluster: bool) -> subprocess.Popen[bytes]:
+    """One redis-server without persistence, answering on ``port``: a
+    throw-away server, its files under ``directory``."""
+    node_dir = directory / str(port)
+    node_dir.mkdir()
+    log = node_dir / "redis.log"
+    command = [binary, "--port", str(port), "--bind", LOOPBACK, "--dir", str(node_dir)]
+    command += ["--save", "", "--appendonly", "no", "--logfile", str(log)]
+    if cluster:
+        command += ["--cluster-enabled", "yes", "--cluster-config-file", str(node_dir / "nodes.conf")]
+        command += ["--cluster-node-timeout", "2000"]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    try:
+        wait_for(lambda: process.poll() is not None or answers(port), f"redis-server on port {port}", log)
+        if process.poll() is not None:
+            raise StartFailed(
+                f"redis-server on port {port} exited:\n{log.read_text(errors='replace')[-3000:]}"
+            )
+    except BaseException:
+        stop(process)
+        raise
+    return process
+
+
+@contextlib.contextmanager
+def redis_server() -> Iterator[RedisServer]:
+    """One standalone Redis, configured as the cluster's nodes are but for
+    the cluster itself, stopped at the end."""
+    server, _ = _redis_binaries()
+    directory = Path(tempfile.mkdtemp(prefix="attune-redis-"))
+    port = free_port()
+    try:
+        process = _start_redis(server, directory, port, cluster=False)
+        try:
+            yield RedisServer(port)
+        finally:
+            stop(process)
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def _cluster_ok(cli: str, port: int) -> bool:
+    completed = subprocess.run(
+        [cli, "-h", LOOPBACK, "-p", str(port), "cluster", "info"],
+        capture_output=True,
+        text=True,
+        timeout=5,
+        check=False,
+    )
+    return "cluster_state:ok" in completed.stdout
+
+
+@contextlib.contextmanager
+def redis_cluster(primaries: int = CLUSTER_PRIMARIES) -> Iterator[RedisClusterServers]:
+    """``primaries`` cluster primaries, no replicas, no persistence: a
+    throw-away cluster, stopped at the end."""
+    server, cli = _redis_binaries()
+    directory = Path(tempfile.mkdtemp(prefix="attune-redis-cluster-"))
+    processes: list[subprocess.Popen[bytes]] = []
+    ports: list[int] = []
+    try:
+        for _ in range(primaries):
+            port = free_port(with_bus=True)
+            processes.append(_start_redis(server, directory, port, cluster=True))
+            ports.append(port)
+        created = subprocess.run(
+            [cli, "--cluster", "create", *(f"{LOOPBACK}:{port}" for port in ports), "--cluster-yes"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        if created.returncode != 0:
+            raise StartFailed(f"redis-cli --cluster create failed:\n{created.stdout}\n{created.stderr}")
+        for port in ports:
+            wait_for(lambda port=port: _cluster_ok(cli, port), f"cluster_state:ok on port {port}")
+        yield RedisClusterServers(tuple(ports))
+    finally:
+        for process in processes:
+            stop(process)
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+# --- RabbitMQ -------------------------------------------------------------------
+
+
+def _rabbitmqctl(*args: str) -> subprocess.CompletedProcess[str] | None:
+    """Run rabbitmqctl; None when it is missing or cannot reach the node."""
+    binary = shutil.which("rabbitmqctl")
+    if binary is None:
+        return None
+    try:
+        completed = subprocess.run([binary, *args], capture_output=True, text=True, timeout=60, check=False)
+    except subprocess.TimeoutExpired:
+        return None
+    return completed if completed.returncode == 0 else None
+
+
+def _management(method: str, path: str, body: dict[str, str] | None = None) -> bool:
+    """One call of the management HTTP API as guest; whether it succeeded."""
+    request = urllib.request.Request(
+        f"http://{LOOPBACK}:{RABBITMQ_MANAGEMENT_PORT}/api/{path}",
+        data=None if body is None else json.dumps(body).encode(),
+        method=method,
+        headers={
+            "Authorization": "Basic "
+            + base64.b64encode(f"{RABBITMQ_USER}:{RABBITMQ_USER}".encode()).decode(),
+            "Content-Type": "application/json",
+        },
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10):
+            return True
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def _add_vhost(vhost: str) -> Callable[[], object] | None:
+    """Make ``vhost`` with guest allowed everything in it; returns what
+    removes it, or None when neither rabbitmqctl nor the management API
+    could make it."""
+    permissions = [".*", ".*", ".*"]
+    if _rabbitmqctl("add_vhost", vhost) is not None:
+        _rabbitmqctl("set_permissions", "-p", vhost, RABBITMQ_USER, *permissions)
+        return lambda: _rabbitmqctl("delete_vhost", vhost)
+    quoted = urllib.parse.quote(vhost, safe="")
+    if _management("PUT", f"vhosts/{quoted}", {}):
+        grant = dict(zip(("configure", "write", "read"), permissions, strict=True))
+        _management("PUT", f"permissions/{quoted}/{RABBITMQ_USER}", grant)
+        return lambda: _management("DELETE", f"vhosts/{quoted}")
+    return None
+
+
+@contextlib.contextmanager
+def rabbitmq_vhost(prefix: str = "attune-test") -> Iterator[str]:
+    """``amqp://guest:guest@127.0.0.1:5672/<prefix>-<random>``, a vhost of
+    its own on the local RabbitMQ, deleted at the end."""
+    if not answers(RABBITMQ_PORT):
+        raise Unavailable(
+            f"no RabbitMQ answers on {LOOPBACK}:{RABBITMQ_PORT} (.ci/run starts Debian's rabbitmq-server)"
+        )
+    vhost = f"{prefix}-{uuid.uuid4().hex[:10]}"
+    remove = _add_vhost(vhost)
+    if remove is None:
+        raise Unavailable(
+            "cannot make a RabbitMQ vhost: rabbitmqctl failed and the management API does not answer"
+        )
+    try:
+        yield f"amqp://{RABBITMQ_USER}:{RABBITMQ_USER}@{LOOPBACK}:{RABBITMQ_PORT}/{vhost}"
+    finally:
+        remove()
