@@ -294,6 +294,6 @@ def test_a_primary_killed_mid_burst_and_restarted_empty_loses_nothing_and_keeps_
         f"{max(longest_stall([e for e in on_kept if e.action_id == a.pk]) for a in kept):.2f} s of one "
         f"(median gap between starts before the kill {typical * 1000:.0f} ms)\n"
         f"  worker errors logged: {dict(errors)}\n"
-        f"  reaper errors logged: {dict(logged_errors([reaper]))}; slots freed by lease expiry: "
+        f"  reaper errors logged: {dict(logged_errors([reaper]))}; slots whose lost release the reaper made: "
         f"{freed_by_reaper}"
     )

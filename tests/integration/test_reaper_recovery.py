@@ -73,6 +73,44 @@ def test_it_frees_a_slot_whose_release_was_lost_after_the_terminal_status_was_wr
     assert (meta["total_terminal"], meta["total_completed"]) == ("1", "1")
 
 
+def test_it_frees_without_waiting_for_its_lease_a_slot_whose_run_ended_a_while_ago(
+    make_action: Any, redis_db: redis.Redis
+) -> None:
+    action = make_action("release_lost", concurrency_limit=1)
+    queue = QueueRef(action.pk)
+    first, second = (request_execution(action.ref, {}).pk for _ in range(2))
+    _start(first)
+    # The run ended and was recorded, but its release failed (its primary
+    # was away); its worker lives on, so the lease has long to run.
+    ended_at = timezone.now() - timedelta(seconds=10)
+    assert Execution.objects.transition(first, S.COMPLETED, expected=[S.RUNNING], completed_at=ended_at)
+
+    report = reap_once()
+
+    assert report.freed == 1
+    assert _status(second) == S.SCHEDULED
+    assert redis_db.zrange(queue.active, 0, -1) == [str(second)]
+    meta = redis_db.hgetall(queue.meta)
+    assert (meta["total_terminal"], meta["total_completed"]) == ("1", "1")
+
+
+def test_it_leaves_the_slot_of_a_run_that_just_ended_to_its_worker(
+    make_action: Any, redis_db: redis.Redis
+) -> None:
+    action = make_action("release_due", concurrency_limit=1)
+    queue = QueueRef(action.pk)
+    first, second = (request_execution(action.ref, {}).pk for _ in range(2))
+    _start(first)
+    # Recorded a moment ago: its worker is making the release right now.
+    assert Execution.objects.transition(first, S.COMPLETED, expected=[S.RUNNING], completed_at=timezone.now())
+
+    report = reap_once()
+
+    assert report.freed == 0
+    assert _status(second) == S.QUEUED
+    assert redis_db.zrange(queue.active, 0, -1) == [str(first)]
+
+
 def test_it_puts_back_at_the_head_a_grant_made_in_redis_that_the_granter_never_recorded(
     make_action: Any, redis_db: redis.Redis
 ) -> None:
