@@ -17,12 +17,14 @@ One pass, under a fleet-wide Redis lock so only one reaper acts at a time:
 from __future__ import annotations
 
 import logging
+import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.utils import timezone
-from redis.exceptions import LockError
+from redis.exceptions import LockError, LockNotOwnedError
+from redis.lock import Lock
 
 from executions.models import TERMINAL_STATUSES, Action, Execution, ExecutionStatus
 from queues import dispatch, metrics
@@ -40,6 +42,12 @@ WORKER_SILENT_LEASES = 3
 # A wake-up task normally runs within milliseconds of its time; one this late
 # was lost.
 WAKE_GRACE_MS = 1000
+# The token this process holds the reaper lock under. Its passes never
+# overlap, so a pass finding the lock held under it knows its own earlier
+# pass could not release it (Redis, or the lock's primary, was away at the
+# end of that pass) and takes it back, rather than every reaper waiting out
+# the lock's timeout (a minute) once Redis answers again.
+_LOCK_TOKEN = uuid.uuid4().hex
 
 
 @dataclass
@@ -138,13 +146,24 @@ def _expire_waiting(action: Action, report: ReapReport) -> None:
             report.queue_timeouts += 1
 
 
+def _taken_back(lock: Lock) -> bool:
+    """Take back the reaper lock if it is still held under this process's
+    token: left by an earlier pass of this process whose release failed."""
+    lock.local.token = _LOCK_TOKEN.encode()
+    try:
+        return bool(lock.reacquire())
+    except LockNotOwnedError:
+        lock.local.token = None
+        return False
+
+
 def reap_once() -> ReapReport:
     """One reaper pass; returns what it did (``ran`` False if another
     reaper holds the lock)."""
     gate = get_gate()
     interval = float(settings.ATTUNE_REAPER_INTERVAL_SECONDS)
     lock = gate.redis.lock(lock_key("reaper"), timeout=max(60.0, interval * 10), blocking=False)
-    if not lock.acquire(blocking=False):
+    if not lock.acquire(blocking=False, token=_LOCK_TOKEN) and not _taken_back(lock):
         return ReapReport(ran=False)
     report = ReapReport()
     try:

@@ -6,15 +6,19 @@ from __future__ import annotations
 
 from datetime import timedelta
 from typing import Any
+from unittest import mock
 
 import pytest
 import redis
 from django.utils import timezone
+from redis.exceptions import ClusterDownError
+from redis.lock import Lock
 
 from executions.models import Execution, ExecutionStatus
 from executions.services import request_execution
+from queues import reaper
 from queues.gate import get_gate
-from queues.keys import QueueRef
+from queues.keys import QueueRef, lock_key
 from queues.reaper import reap_once
 from tests.faults import BROKER_QUEUE, assert_gate_drained_and_counted
 
@@ -195,3 +199,20 @@ def test_it_records_a_place_in_the_queue_whose_admission_was_never_written(
     assert redis_db.zrange(queue.waiting, 0, -1) == [str(stranded.pk)]
     assert redis_db.hget(queue.meta, "seq") == "2"
     assert _status(holder.pk) == S.SCHEDULED
+
+
+def test_a_pass_that_could_not_release_its_lock_leaves_the_next_pass_of_its_process_free_to_run(
+    redis_db: redis.Redis,
+) -> None:
+    down = ClusterDownError("The cluster is down")
+    with (
+        mock.patch.object(reaper, "reconcile_missing", autospec=True, side_effect=down),
+        mock.patch.object(Lock, "do_release", autospec=True, side_effect=down),
+        pytest.raises(ClusterDownError),
+    ):
+        reap_once()
+    # Left behind until its timeout: nobody could delete it.
+    assert redis_db.exists(lock_key("reaper"))
+
+    assert reap_once().ran is True
+    assert not redis_db.exists(lock_key("reaper"))
