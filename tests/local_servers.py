@@ -191,14 +191,45 @@ def _cluster_ok(cli: str, port: int) -> bool:
     return "cluster_state:ok" in completed.stdout
 
 
+def _replicas_in_sync(cli: str, ports: tuple[int, ...]) -> int:
+    """How many of the nodes are replicas whose link to their primary is up."""
+    in_sync = 0
+    for port in ports:
+        completed = subprocess.run(
+            [cli, "-h", LOOPBACK, "-p", str(port), "info", "replication"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        )
+        in_sync += "master_link_status:up" in completed.stdout
+    return in_sync
+
+
+@dataclass(frozen=True)
+class ClusterOptions:
+    """How to start a cluster: replicas per primary, and more
+    ``--name value`` options for every node."""
+
+    replicas: int = 0
+    config: tuple[str, ...] = ()
+
+
 @dataclass
 class RunningCluster:
-    """A cluster's node processes, which a test may kill and start again."""
+    """A cluster's node processes, which a test may kill and start again.
+    ``ports`` are every node's, primaries and replicas."""
 
     ports: tuple[int, ...]
     directory: Path
-    config: tuple[str, ...]
+    options: ClusterOptions
     processes: dict[int, subprocess.Popen[bytes]]
+
+    @property
+    def config(self) -> tuple[str, ...]:
+        """Every node's options on top of _start_redis's: a replica's first
+        sync starts at once, not 5 s later, then ``options.config``."""
+        return ("--repl-diskless-sync-delay", "0", *self.options.config)
 
     @property
     def url(self) -> str:
@@ -228,20 +259,32 @@ class RunningCluster:
 
 @contextlib.contextmanager
 def redis_cluster_nodes(
-    primaries: int = CLUSTER_PRIMARIES, *, config: tuple[str, ...] = ()
+    primaries: int = CLUSTER_PRIMARIES, options: ClusterOptions = ClusterOptions()
 ) -> Iterator[RunningCluster]:
-    """``primaries`` cluster primaries, no replicas, no persistence, each
-    started with ``config`` on top: a throw-away cluster, stopped at the end."""
+    """``primaries`` cluster primaries, each with ``options.replicas``
+    replicas, no persistence, every node started with ``options.config`` on
+    top: a throw-away cluster, stopped at the end."""
     server, cli = _redis_binaries()
     directory = Path(tempfile.mkdtemp(prefix="attune-redis-cluster-"))
-    running = RunningCluster((), directory, config, {})
+    running = RunningCluster((), directory, options, {})
     try:
-        for _ in range(primaries):
+        for _ in range(primaries * (1 + options.replicas)):
             port = free_port(with_bus=True)
-            running.processes[port] = _start_redis(server, directory, port, cluster=True, config=config)
+            running.processes[port] = _start_redis(
+                server, directory, port, cluster=True, config=running.config
+            )
         running.ports = tuple(running.processes)
+        nodes = [f"{LOOPBACK}:{port}" for port in running.ports]
         created = subprocess.run(
-            [cli, "--cluster", "create", *(f"{LOOPBACK}:{port}" for port in running.ports), "--cluster-yes"],
+            [
+                cli,
+                "--cluster",
+                "create",
+                *nodes,
+                "--cluster-replicas",
+                str(options.replicas),
+                "--cluster-yes",
+            ],
             capture_output=True,
             text=True,
             timeout=60,
@@ -251,6 +294,11 @@ def redis_cluster_nodes(
             raise StartFailed(f"redis-cli --cluster create failed:\n{created.stdout}\n{created.stderr}")
         for port in running.ports:
             wait_for(lambda port=port: _cluster_ok(cli, port), f"cluster_state:ok on port {port}")
+        # A replica that never synced refuses to take over its primary.
+        wait_for(
+            lambda: _replicas_in_sync(cli, running.ports) == primaries * options.replicas,
+            f"{primaries * options.replicas} replicas in sync",
+        )
         yield running
     finally:
         for process in running.processes.values():

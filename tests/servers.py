@@ -31,11 +31,19 @@ from pathlib import Path
 import pytest
 
 from tests import local_servers
-from tests.local_servers import LOOPBACK, RedisClusterServers, RunningCluster, answers, free_port
+from tests.local_servers import (
+    LOOPBACK,
+    ClusterOptions,
+    RedisClusterServers,
+    RunningCluster,
+    answers,
+    free_port,
+)
 
 # Used by name by other test modules.
 __all__ = [
     "LOOPBACK",
+    "ClusterOptions",
     "RedisClusterServers",
     "RunningCluster",
     "answers",
@@ -80,11 +88,10 @@ def redis_cluster() -> Iterator[RedisClusterServers]:
 @pytest.fixture
 def private_redis_cluster(request: pytest.FixtureRequest) -> Iterator[RunningCluster]:
     """A cluster like ``redis_cluster``'s for this test alone, so it may
-    kill and restart a node. Indirect parameters, if any, are more
-    ``redis-server`` options for every node (``("--cluster-require-full-coverage",
-    "no")``)."""
-    config = tuple(getattr(request, "param", ()))
-    with as_test_outcome(), local_servers.redis_cluster_nodes(config=config) as cluster:
+    kill and restart a node. An indirect parameter, if any, is a
+    ``ClusterOptions``: replicas per primary, more ``redis-server`` options."""
+    options = getattr(request, "param", ClusterOptions())
+    with as_test_outcome(), local_servers.redis_cluster_nodes(options=options) as cluster:
         yield cluster
 
 

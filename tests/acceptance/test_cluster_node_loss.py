@@ -1,12 +1,14 @@
-"""A Redis Cluster primary killed with SIGKILL mid-burst and started again
-on its port, with its nodes.conf and none of its data (no persistence, no
-replica): the gate of the actions on it is gone, and requests made while it
-is down cannot pass their gate step. PostgreSQL still knows every
-execution, so the reaper rebuilds what the node lost and admits what was
-requested meanwhile; every execution runs once, no limit is passed, and
-grants follow each queue's order. The actions on the other primaries keep
-running, unless the cluster stops serving every slot once one is lost
-(``cluster-require-full-coverage yes``, Redis's default).
+"""A Redis Cluster primary killed with SIGKILL mid-burst. Without a
+replica it is started again on its port, with its nodes.conf and none of
+its data (no persistence): the gate of the actions on it is gone, and
+requests made while it is down cannot pass their gate step. PostgreSQL
+still knows every execution, so the reaper rebuilds what the node lost and
+admits what was requested meanwhile; every execution runs once, no limit
+is passed, and grants follow each queue's order. The actions on the other
+primaries keep running, unless the cluster stops serving every slot once
+one is lost (``cluster-require-full-coverage yes``, Redis's default). With
+a replica, the replica takes over with the queues, once the others mark
+the primary failed; requests made until then are admitted the same way.
 
 The test prints what it measured (run pytest with -s to see it); those are
 the figures of docs/scaling.md, "When a primary fails"."""
@@ -24,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 
 from executions.models import Action, Execution, ExecutionStatus
 from executions.services import request_execution
@@ -34,8 +37,8 @@ from tests.conftest import WorkerProcess, wait_until
 from tests.fault_actions import read_runs
 from tests.faults import wait_gate_drained
 from tests.helpers import in_request_order, max_concurrency, wait_all_terminal
-from tests.local_servers import CLUSTER_NODE_TIMEOUT_MS
-from tests.servers import RunningCluster
+from tests.local_servers import CLUSTER_NODE_TIMEOUT_MS, CLUSTER_PRIMARIES, LOOPBACK
+from tests.servers import ClusterOptions, RunningCluster
 from tests.stacks import CLUSTER, Stack, use_stack
 
 pytestmark = [pytest.mark.acceptance, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
@@ -55,8 +58,9 @@ OUTAGE_SECONDS = 5.0
 # of live runs running out because nobody could renew them meanwhile (the
 # shared fast lease of 4 s is shorter than the outage).
 LEASE_SECONDS = 10.0
-FULL_COVERAGE = ()
-PARTIAL_COVERAGE = ("--cluster-require-full-coverage", "no")
+RESTART_FULL_COVERAGE = ClusterOptions()
+RESTART_PARTIAL_COVERAGE = ClusterOptions(config=("--cluster-require-full-coverage", "no"))
+REPLICA = ClusterOptions(replicas=1)
 
 
 @pytest.fixture
@@ -131,13 +135,32 @@ def longest_stall(executions: list[Execution]) -> float:
     return longest
 
 
+def serving_primaries(port: int) -> set[int]:
+    """The ports of the primaries the node on ``port`` sees serving slots
+    (CLUSTER NODES: flags ``master`` and not ``fail``, with slot ranges)."""
+    nodes = redis.Redis(host=LOOPBACK, port=port, decode_responses=True, socket_timeout=2)
+    try:
+        lines = str(nodes.execute_command("CLUSTER", "NODES")).splitlines()
+    except redis.RedisError:
+        return set()
+    finally:
+        nodes.close()
+    serving = set()
+    for line in lines:
+        fields = line.split()
+        flags = fields[2].split(",")
+        if "master" in flags and "fail" not in flags and len(fields) > 8:
+            serving.add(int(fields[1].split("@")[0].rsplit(":", 1)[1]))
+    return serving
+
+
 @pytest.mark.parametrize(
     "private_redis_cluster",
-    [FULL_COVERAGE, PARTIAL_COVERAGE],
+    [RESTART_FULL_COVERAGE, RESTART_PARTIAL_COVERAGE, REPLICA],
     indirect=True,
-    ids=["full-coverage", "partial-coverage"],
+    ids=["restart-full-coverage", "restart-partial-coverage", "replica"],
 )
-def test_a_primary_killed_mid_burst_and_restarted_empty_loses_nothing_and_keeps_each_queues_order(
+def test_a_primary_killed_mid_burst_loses_nothing_and_keeps_each_queues_order(
     private_redis_cluster: RunningCluster,
     stack: Stack,
     settings: Any,
@@ -149,6 +172,7 @@ def test_a_primary_killed_mid_burst_and_restarted_empty_loses_nothing_and_keeps_
 ) -> None:
     cluster = private_redis_cluster
     partial = "--cluster-require-full-coverage" in cluster.config
+    replicated = cluster.options.replicas > 0
     settings.ATTUNE_LEASE_SECONDS = LEASE_SECONDS
     _, interval = fast_leases
     log = str(tmp_path / "runs.log")
@@ -198,23 +222,32 @@ def test_a_primary_killed_mid_burst_and_restarted_empty_loses_nothing_and_keeps_
     cluster.kill(victim)
     killed = time.monotonic()
 
+    def node_back() -> bool:
+        """Whether the killed primary's slots are served again: by a
+        promoted replica, or (without one) never until it is restarted."""
+        if replicated:
+            serving = serving_primaries(survivors[0])
+            return len(serving) == CLUSTER_PRIMARIES and victim not in serving
+        return time.monotonic() - killed >= OUTAGE_SECONDS
+
     # Requests go on while the node is down, one every few tens of ms.
     cluster_failed_after: float | None = None
     index = BEFORE_KILL
     during: list[str] = []
-    while time.monotonic() - killed < OUTAGE_SECONDS:
+    while not node_back():
+        assert time.monotonic() - killed < 30, "no replica took over"
         if index < BEFORE_KILL + DURING_OUTAGE:
             during.append(request(index))
             index += 1
         if cluster_failed_after is None and not cluster.ok(survivors[0]):
             cluster_failed_after = time.monotonic() - killed
         time.sleep(OUTAGE_SECONDS / DURING_OUTAGE / 2)
-    cluster.restart(victim)
+    if not replicated:
+        cluster.restart(victim)
     restarted = time.monotonic()
     restarted_at = datetime.now(tz=UTC)
-    wait_until(
-        lambda: all(cluster.ok(port) for port in cluster.ports), timeout=30, message="cluster_state:ok"
-    )
+    live = [port for port in cluster.ports if not replicated or port != victim]
+    wait_until(lambda: all(cluster.ok(port) for port in live), timeout=30, message="cluster_state:ok")
     ok_after = time.monotonic() - killed
     # The rebuild: by the reaper's next pass, unless a run ending on a lost
     # action or a request got there first (each rebuilds what it finds missing).
@@ -248,9 +281,14 @@ def test_a_primary_killed_mid_burst_and_restarted_empty_loses_nothing_and_keeps_
     assert waiting_at_kill, "nothing waited on the killed primary"
     assert {pk: by_id[pk].queue_seq for pk in waiting_at_kill} == waiting_at_kill
     # Every request to a lost action during the outage failed its gate step
-    # (its primary was away); none was lost.
+    # (its primary was away); none was lost. (One made as a replica took
+    # over may have got through on redis-py's retry.)
     lost_ids = {a.pk for a in lost}
-    assert all(pk in failed for pk in during if by_id[pk].action_id in lost_ids)
+    to_lost = [pk for pk in during if by_id[pk].action_id in lost_ids]
+    if replicated:
+        assert any(pk in failed for pk in to_lost)
+    else:
+        assert all(pk in failed for pk in to_lost)
     kept_ids = {a.pk for a in kept}
     on_kept = [e for e in executions if e.action_id in kept_ids]
     if partial:
@@ -258,13 +296,6 @@ def test_a_primary_killed_mid_burst_and_restarted_empty_loses_nothing_and_keeps_
         # kept starting runs while the node was down, and took requests.
         assert any(killed_at < e.started_at < restarted_at for e in on_kept)
         assert not any(pk in failed for pk in during if by_id[pk].action_id in kept_ids)
-    # The reaper lived through the outage (requests of the surviving
-    # primaries left stranded have nobody else to admit them).
-    assert reaper.process.poll() is None, reaper.log()[-3000:]
-
-    before = sorted(e.started_at for e in on_kept if e.started_at < killed_at)
-    typical = statistics.median((b - a).total_seconds() for a, b in itertools.pairwise(before))
-    errors = logged_errors(workers)
     rebuilt_by_reaper = sorted(
         {
             ref
@@ -272,17 +303,28 @@ def test_a_primary_killed_mid_burst_and_restarted_empty_loses_nothing_and_keeps_
             for ref in re.findall(r"'([^']+)'", listed)
         }
     )
+    if replicated:
+        # The replica took over with the queues: nothing to rebuild.
+        assert not rebuilt_by_reaper
+    # The reaper lived through the outage (requests of the surviving
+    # primaries left stranded have nobody else to admit them).
+    assert reaper.process.poll() is None, reaper.log()[-3000:]
+
+    before = sorted(e.started_at for e in on_kept if e.started_at < killed_at)
+    typical = statistics.median((b - a).total_seconds() for a, b in itertools.pairwise(before))
+    errors = logged_errors(workers)
     freed_by_reaper = sum(int(n) for n in re.findall(r"freed=(\d+)", reaper.log()))
     print(
-        f"\n[{'partial' if partial else 'full'} coverage] primary :{victim} killed holding "
+        f"\n[{'replica' if replicated else 'restart'}, {'partial' if partial else 'full'} coverage] "
+        f"primary :{victim} killed holding "
         f"{len(lost)} of {len(actions)} actions (reaper lock on :{primary_port(lock_key('reaper'))})\n"
         f"  waiting on it at the kill: {len(waiting_at_kill)}, granted or running: {in_flight_at_kill}\n"
         f"  the other nodes said cluster_state:fail after: "
         f"{'never' if cluster_failed_after is None else f'{cluster_failed_after:.1f} s'} "
         f"(node timeout {CLUSTER_NODE_TIMEOUT_MS} ms)\n"
-        f"  node down: {restarted - killed:.1f} s; cluster_state:ok on every node {ok_after:.1f} s "
-        f"after the kill\n"
-        f"  lost actions rebuilt {rebuilt_after:.1f} s after the restart, {rebuilt_after_ok:.1f} s after "
+        f"  {'replica promoted' if replicated else 'node restarted'} {restarted - killed:.1f} s after "
+        f"the kill; cluster_state:ok on every live node {ok_after:.1f} s after the kill\n"
+        f"  lost actions answering {rebuilt_after:.1f} s after that, {rebuilt_after_ok:.1f} s after "
         f"cluster_state:ok (reaper interval {interval:.0f} s); the reaper rebuilt "
         f"{len(rebuilt_by_reaper)} of {len(lost)}\n"
         f"  requests made while it was down: {len(during)}; whose gate step failed: {len(failed)} "
@@ -292,7 +334,8 @@ def test_a_primary_killed_mid_burst_and_restarted_empty_loses_nothing_and_keeps_
         f"  actions on surviving primaries: longest time without a start while one waited: "
         f"{longest_stall(on_kept):.2f} s of any, "
         f"{max(longest_stall([e for e in on_kept if e.action_id == a.pk]) for a in kept):.2f} s of one "
-        f"(median gap between starts before the kill {typical * 1000:.0f} ms)\n"
+        f"(median gap between starts before the kill {typical * 1000:.0f} ms); on the killed primary: "
+        f"{longest_stall([e for e in executions if e.action_id in lost_ids]):.2f} s\n"
         f"  worker errors logged: {dict(errors)}\n"
         f"  reaper errors logged: {dict(logged_errors([reaper]))}; slots whose lost release the reaper made: "
         f"{freed_by_reaper}"
