@@ -185,7 +185,7 @@ def test_a_primary_killed_mid_burst_loses_nothing_and_keeps_each_queues_order(
     requested: list[str] = []
     failed: dict[str, int] = {}
 
-    # How long each request made while the node was down took to answer.
+    # How long each request whose gate step failed took to fail.
     failed_in: list[float] = []
 
     def request(index: int) -> str:
@@ -244,15 +244,16 @@ def test_a_primary_killed_mid_burst_loses_nothing_and_keeps_each_queues_order(
         time.sleep(OUTAGE_SECONDS / DURING_OUTAGE / 2)
     if not replicated:
         cluster.restart(victim)
-    restarted = time.monotonic()
-    restarted_at = datetime.now(tz=UTC)
+    back = time.monotonic()
+    back_at = datetime.now(tz=UTC)
     live = [port for port in cluster.ports if not replicated or port != victim]
     wait_until(lambda: all(cluster.ok(port) for port in live), timeout=30, message="cluster_state:ok")
     ok_after = time.monotonic() - killed
-    # The rebuild: by the reaper's next pass, unless a run ending on a lost
-    # action or a request got there first (each rebuilds what it finds missing).
+    # A restarted node's actions are rebuilt by the reaper's next pass,
+    # unless a run ending on one or a request gets there first (each
+    # rebuilds what it finds missing); a promoted replica has them.
     wait_until(lambda: gate_answers(lost), timeout=30, interval=0.05, message="the lost actions rebuilt")
-    rebuilt_after = time.monotonic() - restarted
+    rebuilt_after = time.monotonic() - back
     rebuilt_after_ok = time.monotonic() - killed - ok_after
     while index < TOTAL:
         request(index)
@@ -294,7 +295,7 @@ def test_a_primary_killed_mid_burst_loses_nothing_and_keeps_each_queues_order(
     if partial:
         # The other primaries served their slots throughout: their actions
         # kept starting runs while the node was down, and took requests.
-        assert any(killed_at < e.started_at < restarted_at for e in on_kept)
+        assert any(killed_at < e.started_at < back_at for e in on_kept)
         assert not any(pk in failed for pk in during if by_id[pk].action_id in kept_ids)
     rebuilt_by_reaper = sorted(
         {
@@ -322,7 +323,7 @@ def test_a_primary_killed_mid_burst_loses_nothing_and_keeps_each_queues_order(
         f"  the other nodes said cluster_state:fail after: "
         f"{'never' if cluster_failed_after is None else f'{cluster_failed_after:.1f} s'} "
         f"(node timeout {CLUSTER_NODE_TIMEOUT_MS} ms)\n"
-        f"  {'replica promoted' if replicated else 'node restarted'} {restarted - killed:.1f} s after "
+        f"  {'replica promoted' if replicated else 'node restarted'} {back - killed:.1f} s after "
         f"the kill; cluster_state:ok on every live node {ok_after:.1f} s after the kill\n"
         f"  lost actions answering {rebuilt_after:.1f} s after that, {rebuilt_after_ok:.1f} s after "
         f"cluster_state:ok (reaper interval {interval:.0f} s); the reaper rebuilt "
