@@ -15,8 +15,6 @@ from django.db import DatabaseError, DataError, IntegrityError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views import csrf, defaults
 from django.views.decorators.csrf import csrf_exempt
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 from rest_framework import serializers, status
 from rest_framework.exceptions import AuthenticationFailed, NotAuthenticated, ParseError, Throttled
 from rest_framework.response import Response
@@ -40,6 +38,7 @@ from executions.exceptions import (
     QueueFull,
 )
 from queues.exceptions import QueueStatsNotFound
+from queues.redis_client import UNAVAILABLE_ERRORS
 
 logger = logging.getLogger(__name__)
 UNAVAILABLE_RETRY_AFTER_SECONDS = 5
@@ -89,7 +88,7 @@ def _domain_response(exc: Exception) -> Response | None:
             {"error": "The request conflicts with a change made meanwhile; read the current state and retry"},
             status=status.HTTP_409_CONFLICT,
         )
-    if isinstance(exc, RedisConnectionError | RedisTimeoutError | DatabaseError):
+    if isinstance(exc, (*UNAVAILABLE_ERRORS, DatabaseError)):
         # An outage of a backing store is not the client's fault, nor a bug:
         # say so, and when to come back.
         logger.exception("backing store unavailable")

@@ -5,6 +5,9 @@ One pass, under a fleet-wide Redis lock so only one reaper acts at a time:
 - reclaims expired leases: a grant whose task never started goes back to
   the head of its queue; a running execution whose worker stopped renewing
   ends ``abandoned``; a slot whose release was lost is freed;
+- frees, without waiting for its lease, the slot of an execution that ended
+  a while ago but whose release never reached Redis (its primary, or the
+  whole cluster, was away when the run ended);
 - ends ``timeout`` every execution that waited longer than its action's
   ``queue_timeout_seconds``;
 - admits requests whose gate step never happened;
@@ -14,12 +17,14 @@ One pass, under a fleet-wide Redis lock so only one reaper acts at a time:
 from __future__ import annotations
 
 import logging
+import uuid
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.utils import timezone
-from redis.exceptions import LockError
+from redis.exceptions import LockError, LockNotOwnedError
+from redis.lock import Lock
 
 from executions.models import TERMINAL_STATUSES, Action, Execution, ExecutionStatus
 from queues import dispatch, metrics
@@ -37,6 +42,12 @@ WORKER_SILENT_LEASES = 3
 # A wake-up task normally runs within milliseconds of its time; one this late
 # was lost.
 WAKE_GRACE_MS = 1000
+# The token this process holds the reaper lock under. Its passes never
+# overlap, so a pass finding the lock held under it knows its own earlier
+# pass could not release it (Redis, or the lock's primary, was away at the
+# end of that pass) and takes it back, rather than every reaper waiting out
+# the lock's timeout (a minute) once Redis answers again.
+_LOCK_TOKEN = uuid.uuid4().hex
 
 
 @dataclass
@@ -86,6 +97,19 @@ def _in_queue_order(execution_ids: list[str]) -> list[str]:
     return sorted(execution_ids, key=lambda pk: (seqs.get(pk) is None, seqs.get(pk) or 0))
 
 
+def _ended_before(execution_ids: set[str], cutoff: datetime) -> set[str]:
+    """The executions among these that reached a terminal status before
+    ``cutoff``."""
+    if not execution_ids:
+        return set()
+    return {
+        str(pk)
+        for pk in Execution.objects.filter(
+            pk__in=execution_ids, status__in=TERMINAL_STATUSES, completed_at__lt=cutoff
+        ).values_list("pk", flat=True)
+    }
+
+
 def _wake_overdue(gate: Gate, actions: list[Action], now_ms: int) -> int:
     """Refill the actions whose rate-limit wake-up is overdue: its task was
     lost with its worker (an ETA task waits in the worker's memory)."""
@@ -122,13 +146,24 @@ def _expire_waiting(action: Action, report: ReapReport) -> None:
             report.queue_timeouts += 1
 
 
+def _taken_back(lock: Lock) -> bool:
+    """Take back the reaper lock if it is still held under this process's
+    token: left by an earlier pass of this process whose release failed."""
+    lock.local.token = _LOCK_TOKEN.encode()
+    try:
+        return bool(lock.reacquire())
+    except LockNotOwnedError:
+        lock.local.token = None
+        return False
+
+
 def reap_once() -> ReapReport:
     """One reaper pass; returns what it did (``ran`` False if another
     reaper holds the lock)."""
     gate = get_gate()
     interval = float(settings.ATTUNE_REAPER_INTERVAL_SECONDS)
     lock = gate.redis.lock(lock_key("reaper"), timeout=max(60.0, interval * 10), blocking=False)
-    if not lock.acquire(blocking=False):
+    if not lock.acquire(blocking=False, token=_LOCK_TOKEN) and not _taken_back(lock):
         return ReapReport(ran=False)
     report = ReapReport()
     try:
@@ -140,10 +175,22 @@ def reap_once() -> ReapReport:
         now_ms = gate.now_ms()
         pipe = gate.redis.pipeline(transaction=False)
         for queue in queues:
-            pipe.zrangebyscore(queue.active, "-inf", now_ms)
-        for queue, expired in zip(queues, pipe.execute(), strict=True):
-            for execution_id in _in_queue_order([str(member) for member in expired]):
+            pipe.zrange(queue.active, 0, -1, withscores=True)
+        held = list(zip(queues, pipe.execute(), strict=True))
+        # A live run's end is released within milliseconds of its commit;
+        # one still holding its slot after this long lost its release.
+        released_late = _ended_before(
+            {str(member) for _, slots in held for member, deadline in slots if deadline > now_ms},
+            timezone.now() - timedelta(seconds=stranded_after_seconds()),
+        )
+        for queue, slots in held:
+            expired = [str(member) for member, deadline in slots if deadline <= now_ms]
+            for execution_id in _in_queue_order(expired):
                 _reclaim(execution_id, queue, by_id[queue.action_id], report)
+            for execution_id in sorted(str(member) for member, _ in slots if str(member) in released_late):
+                ended = Execution.objects.filter(pk=execution_id).first()
+                if ended is not None and dispatch.release(ended):
+                    report.freed += 1
         report.woken = _wake_overdue(gate, actions, now_ms)
         busy = set(
             Execution.objects.filter(status__in=[S.QUEUED, S.REQUESTED])

@@ -10,6 +10,7 @@ from typing import TypeAlias
 import redis
 from django.conf import settings
 from redis.cluster import ClusterNode, RedisCluster
+from redis.exceptions import ClusterError, SlotNotCoveredError, TryAgainError
 
 from attune.env import redis_cluster_url
 
@@ -17,6 +18,18 @@ RedisClient: TypeAlias = redis.Redis | RedisCluster
 # Each connection pings a server it has not heard from for this long before
 # reusing the connection, so one dropped by a proxy or a failover is noticed.
 HEALTH_CHECK_INTERVAL_SECONDS = 30
+# What a call raises while Redis, or the cluster primary of its slot, is
+# away: connection refused or timed out, the cluster down (CLUSTERDOWN, a
+# node restarted and not yet rejoined; ClusterDownError is a ResponseError),
+# a slot in the middle of moving, or no node known for a slot. An outage to
+# wait out, not a bug in the caller.
+UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (
+    redis.ConnectionError,
+    redis.TimeoutError,
+    ClusterError,
+    TryAgainError,
+    SlotNotCoveredError,
+)
 
 
 def connect(url: str, *, decode_responses: bool = True) -> RedisClient:

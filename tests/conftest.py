@@ -25,11 +25,11 @@ from typing import Any
 import pytest
 
 from queues.redis_client import RedisClient, connect, primaries
-from tests.servers import pgbouncer, rabbitmq_url, redis_cluster
+from tests.servers import pgbouncer, private_redis_cluster, rabbitmq_url, redis_cluster
 from tests.stacks import Stack, stack
 
 # Fixtures defined in those modules, used by name.
-__all__ = ["pgbouncer", "rabbitmq_url", "redis_cluster", "stack"]
+__all__ = ["pgbouncer", "private_redis_cluster", "rabbitmq_url", "redis_cluster", "stack"]
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
@@ -74,7 +74,9 @@ def redis_db(stack: Stack) -> Iterator[RedisClient]:
         node.flushdb()
     flush_broker()
     yield gate_client
-    for node in primaries(gate_client):
+    # A client of its own: a test may have changed the cluster's primaries
+    # (a replica taking over a killed one).
+    for node in primaries(connect(settings.REDIS_URL)):
         node.flushdb()
     flush_broker()
 

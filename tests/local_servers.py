@@ -6,6 +6,8 @@ directly, so nothing here may depend on pytest.
 - ``redis_server``: one standalone ``redis-server`` on a free loopback port;
 - ``redis_cluster``: three ``redis-server --cluster-enabled yes`` primaries
   on free loopback ports, joined by ``redis-cli --cluster create``;
+- ``redis_cluster_nodes``: the same, but its nodes can be killed and
+  restarted (``RunningCluster``), for the tests of a node's loss;
 - ``rabbitmq_vhost``: a fresh vhost on the RabbitMQ answering on
   127.0.0.1:5672, made with ``rabbitmqctl add_vhost`` (or the management
   API) and deleted at the end with every queue in it.
@@ -21,6 +23,7 @@ import base64
 import contextlib
 import json
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -37,6 +40,8 @@ LOOPBACK = "127.0.0.1"
 CLUSTER_PRIMARIES = 3
 # A cluster node also listens on its port + 10000, for the cluster bus.
 CLUSTER_BUS_OFFSET = 10000
+# How long a node goes unanswered before the others mark it failed.
+CLUSTER_NODE_TIMEOUT_MS = 2000
 RABBITMQ_PORT = 5672
 RABBITMQ_MANAGEMENT_PORT = 15672
 RABBITMQ_USER = "guest"
@@ -129,17 +134,22 @@ def _redis_binaries() -> tuple[str, str]:
     return server, cli
 
 
-def _start_redis(binary: str, directory: Path, port: int, *, cluster: bool) -> subprocess.Popen[bytes]:
+def _start_redis(
+    binary: str, directory: Path, port: int, *, cluster: bool, config: tuple[str, ...] = ()
+) -> subprocess.Popen[bytes]:
     """One redis-server without persistence, answering on ``port``: a
-    throw-away server, its files under ``directory``."""
+    throw-away server, its files under ``directory``. A server started
+    again on the same port finds its cluster's nodes.conf there (nothing
+    else: no data is saved). ``config`` is more ``--name value`` options."""
     node_dir = directory / str(port)
-    node_dir.mkdir()
+    node_dir.mkdir(exist_ok=True)
     log = node_dir / "redis.log"
     command = [binary, "--port", str(port), "--bind", LOOPBACK, "--dir", str(node_dir)]
     command += ["--save", "", "--appendonly", "no", "--logfile", str(log)]
     if cluster:
         command += ["--cluster-enabled", "yes", "--cluster-config-file", str(node_dir / "nodes.conf")]
-        command += ["--cluster-node-timeout", "2000"]
+        command += ["--cluster-node-timeout", str(CLUSTER_NODE_TIMEOUT_MS)]
+    command += config
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
     try:
         wait_for(lambda: process.poll() is not None or answers(port), f"redis-server on port {port}", log)
@@ -181,21 +191,100 @@ def _cluster_ok(cli: str, port: int) -> bool:
     return "cluster_state:ok" in completed.stdout
 
 
+def _replicas_in_sync(cli: str, ports: tuple[int, ...]) -> int:
+    """How many of the nodes are replicas whose link to their primary is up."""
+    in_sync = 0
+    for port in ports:
+        completed = subprocess.run(
+            [cli, "-h", LOOPBACK, "-p", str(port), "info", "replication"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        )
+        in_sync += "master_link_status:up" in completed.stdout
+    return in_sync
+
+
+@dataclass(frozen=True)
+class ClusterOptions:
+    """How to start a cluster: replicas per primary, and more
+    ``--name value`` options for every node."""
+
+    replicas: int = 0
+    config: tuple[str, ...] = ()
+
+
+@dataclass
+class RunningCluster:
+    """A cluster's node processes, which a test may kill and start again.
+    ``ports`` are every node's, primaries and replicas."""
+
+    ports: tuple[int, ...]
+    directory: Path
+    options: ClusterOptions
+    processes: dict[int, subprocess.Popen[bytes]]
+
+    @property
+    def config(self) -> tuple[str, ...]:
+        """Every node's options on top of _start_redis's: a replica's first
+        sync starts at once, not 5 s later, then ``options.config``."""
+        return ("--repl-diskless-sync-delay", "0", *self.options.config)
+
+    @property
+    def url(self) -> str:
+        return RedisClusterServers(self.ports).url
+
+    def kill(self, port: int) -> None:
+        """SIGKILL the node on ``port``: it loses everything it held."""
+        process = self.processes[port]
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=10)
+
+    def restart(self, port: int) -> None:
+        """Start a fresh redis-server on ``port`` with the node's nodes.conf:
+        it comes back as the same node owning the same slots, with no data."""
+        server, _ = _redis_binaries()
+        self.processes[port] = _start_redis(server, self.directory, port, cluster=True, config=self.config)
+
+    def ok(self, port: int) -> bool:
+        """Whether the node on ``port`` answers and says cluster_state:ok."""
+        _, cli = _redis_binaries()
+        return answers(port) and _cluster_ok(cli, port)
+
+    def log(self, port: int) -> str:
+        path = self.directory / str(port) / "redis.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+
 @contextlib.contextmanager
-def redis_cluster(primaries: int = CLUSTER_PRIMARIES) -> Iterator[RedisClusterServers]:
-    """``primaries`` cluster primaries, no replicas, no persistence: a
-    throw-away cluster, stopped at the end."""
+def redis_cluster_nodes(
+    primaries: int = CLUSTER_PRIMARIES, options: ClusterOptions = ClusterOptions()
+) -> Iterator[RunningCluster]:
+    """``primaries`` cluster primaries, each with ``options.replicas``
+    replicas, no persistence, every node started with ``options.config`` on
+    top: a throw-away cluster, stopped at the end."""
     server, cli = _redis_binaries()
     directory = Path(tempfile.mkdtemp(prefix="attune-redis-cluster-"))
-    processes: list[subprocess.Popen[bytes]] = []
-    ports: list[int] = []
+    running = RunningCluster((), directory, options, {})
     try:
-        for _ in range(primaries):
+        for _ in range(primaries * (1 + options.replicas)):
             port = free_port(with_bus=True)
-            processes.append(_start_redis(server, directory, port, cluster=True))
-            ports.append(port)
+            running.processes[port] = _start_redis(
+                server, directory, port, cluster=True, config=running.config
+            )
+        running.ports = tuple(running.processes)
+        nodes = [f"{LOOPBACK}:{port}" for port in running.ports]
         created = subprocess.run(
-            [cli, "--cluster", "create", *(f"{LOOPBACK}:{port}" for port in ports), "--cluster-yes"],
+            [
+                cli,
+                "--cluster",
+                "create",
+                *nodes,
+                "--cluster-replicas",
+                str(options.replicas),
+                "--cluster-yes",
+            ],
             capture_output=True,
             text=True,
             timeout=60,
@@ -203,13 +292,26 @@ def redis_cluster(primaries: int = CLUSTER_PRIMARIES) -> Iterator[RedisClusterSe
         )
         if created.returncode != 0:
             raise StartFailed(f"redis-cli --cluster create failed:\n{created.stdout}\n{created.stderr}")
-        for port in ports:
+        for port in running.ports:
             wait_for(lambda port=port: _cluster_ok(cli, port), f"cluster_state:ok on port {port}")
-        yield RedisClusterServers(tuple(ports))
+        # A replica that never synced refuses to take over its primary.
+        wait_for(
+            lambda: _replicas_in_sync(cli, running.ports) == primaries * options.replicas,
+            f"{primaries * options.replicas} replicas in sync",
+        )
+        yield running
     finally:
-        for process in processes:
+        for process in running.processes.values():
             stop(process)
         shutil.rmtree(directory, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def redis_cluster(primaries: int = CLUSTER_PRIMARIES) -> Iterator[RedisClusterServers]:
+    """``primaries`` cluster primaries, no replicas, no persistence: a
+    throw-away cluster, stopped at the end."""
+    with redis_cluster_nodes(primaries) as running:
+        yield RedisClusterServers(running.ports)
 
 
 # --- RabbitMQ -------------------------------------------------------------------

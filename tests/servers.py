@@ -4,6 +4,8 @@ starts the Redis Cluster and the RabbitMQ vhost, for the benchmarks too):
 
 - ``redis_cluster``: three ``redis-server --cluster-enabled yes`` primaries
   on free loopback ports, joined by ``redis-cli --cluster create``;
+- ``private_redis_cluster``: the same for one test alone, whose nodes the
+  test may kill and restart without touching the session's cluster;
 - ``rabbitmq_url``: a fresh vhost on the RabbitMQ answering on
   127.0.0.1:5672 (``.ci/run`` installs and starts Debian's
   ``rabbitmq-server`` when none does), removed at the end;
@@ -29,15 +31,25 @@ from pathlib import Path
 import pytest
 
 from tests import local_servers
-from tests.local_servers import LOOPBACK, RedisClusterServers, answers, free_port
+from tests.local_servers import (
+    LOOPBACK,
+    ClusterOptions,
+    RedisClusterServers,
+    RunningCluster,
+    answers,
+    free_port,
+)
 
 # Used by name by other test modules.
 __all__ = [
     "LOOPBACK",
+    "ClusterOptions",
     "RedisClusterServers",
+    "RunningCluster",
     "answers",
     "free_port",
     "pgbouncer",
+    "private_redis_cluster",
     "rabbitmq_url",
     "redis_cluster",
 ]
@@ -70,6 +82,16 @@ def redis_cluster() -> Iterator[RedisClusterServers]:
     """Three cluster primaries, no replicas, no persistence: a throw-away
     cluster, stopped at the end of the session."""
     with as_test_outcome(), local_servers.redis_cluster() as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def private_redis_cluster(request: pytest.FixtureRequest) -> Iterator[RunningCluster]:
+    """A cluster like ``redis_cluster``'s for this test alone, so it may
+    kill and restart a node. An indirect parameter, if any, is a
+    ``ClusterOptions``: replicas per primary, more ``redis-server`` options."""
+    options = getattr(request, "param", ClusterOptions())
+    with as_test_outcome(), local_servers.redis_cluster_nodes(options=options) as cluster:
         yield cluster
 
 

@@ -95,9 +95,13 @@ def stack(request: pytest.FixtureRequest) -> Iterator[Stack]:
     yield from use_stack(request, getattr(request, "param", DEFAULT))
 
 
-def use_stack(request: pytest.FixtureRequest, chosen: Stack) -> Iterator[Stack]:
+def use_stack(
+    request: pytest.FixtureRequest, chosen: Stack, *, cluster_url: str | None = None
+) -> Iterator[Stack]:
     """The body of a ``stack`` fixture: a module may define its own, e.g.
-    one parametrized over the stacks its tests must pass on."""
+    one parametrized over the stacks its tests must pass on. A cluster
+    stack's gate is on the session's cluster, or on ``cluster_url``'s (a
+    test's own, one it may break)."""
     if chosen == DEFAULT:
         yield chosen
         return
@@ -115,7 +119,7 @@ def use_stack(request: pytest.FixtureRequest, chosen: Stack) -> Iterator[Stack]:
         for key in ("HOST", "PORT", "CONN_MAX_AGE", "DISABLE_SERVER_SIDE_CURSORS")
     }
     if chosen.cluster:
-        url = request.getfixturevalue("redis_cluster").url
+        url = cluster_url or request.getfixturevalue("redis_cluster").url
         cache = {**settings.CACHES["default"], "BACKEND": "attune.cache.RedisClusterCache", "LOCATION": url}
         overrides.update(REDIS_URL=url, CACHES={"default": cache})
     if chosen.rabbitmq:

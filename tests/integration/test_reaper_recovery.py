@@ -6,15 +6,19 @@ from __future__ import annotations
 
 from datetime import timedelta
 from typing import Any
+from unittest import mock
 
 import pytest
 import redis
 from django.utils import timezone
+from redis.exceptions import ClusterDownError
+from redis.lock import Lock
 
 from executions.models import Execution, ExecutionStatus
 from executions.services import request_execution
+from queues import reaper
 from queues.gate import get_gate
-from queues.keys import QueueRef
+from queues.keys import QueueRef, lock_key
 from queues.reaper import reap_once
 from tests.faults import BROKER_QUEUE, assert_gate_drained_and_counted
 
@@ -71,6 +75,44 @@ def test_it_frees_a_slot_whose_release_was_lost_after_the_terminal_status_was_wr
     assert _status(second) == S.SCHEDULED
     meta = redis_db.hgetall(queue.meta)
     assert (meta["total_terminal"], meta["total_completed"]) == ("1", "1")
+
+
+def test_it_frees_without_waiting_for_its_lease_a_slot_whose_run_ended_a_while_ago(
+    make_action: Any, redis_db: redis.Redis
+) -> None:
+    action = make_action("release_lost", concurrency_limit=1)
+    queue = QueueRef(action.pk)
+    first, second = (request_execution(action.ref, {}).pk for _ in range(2))
+    _start(first)
+    # The run ended and was recorded, but its release failed (its primary
+    # was away); its worker lives on, so the lease has long to run.
+    ended_at = timezone.now() - timedelta(seconds=10)
+    assert Execution.objects.transition(first, S.COMPLETED, expected=[S.RUNNING], completed_at=ended_at)
+
+    report = reap_once()
+
+    assert report.freed == 1
+    assert _status(second) == S.SCHEDULED
+    assert redis_db.zrange(queue.active, 0, -1) == [str(second)]
+    meta = redis_db.hgetall(queue.meta)
+    assert (meta["total_terminal"], meta["total_completed"]) == ("1", "1")
+
+
+def test_it_leaves_the_slot_of_a_run_that_just_ended_to_its_worker(
+    make_action: Any, redis_db: redis.Redis
+) -> None:
+    action = make_action("release_due", concurrency_limit=1)
+    queue = QueueRef(action.pk)
+    first, second = (request_execution(action.ref, {}).pk for _ in range(2))
+    _start(first)
+    # Recorded a moment ago: its worker is making the release right now.
+    assert Execution.objects.transition(first, S.COMPLETED, expected=[S.RUNNING], completed_at=timezone.now())
+
+    report = reap_once()
+
+    assert report.freed == 0
+    assert _status(second) == S.QUEUED
+    assert redis_db.zrange(queue.active, 0, -1) == [str(first)]
 
 
 def test_it_puts_back_at_the_head_a_grant_made_in_redis_that_the_granter_never_recorded(
@@ -157,3 +199,20 @@ def test_it_records_a_place_in_the_queue_whose_admission_was_never_written(
     assert redis_db.zrange(queue.waiting, 0, -1) == [str(stranded.pk)]
     assert redis_db.hget(queue.meta, "seq") == "2"
     assert _status(holder.pk) == S.SCHEDULED
+
+
+def test_a_pass_that_could_not_release_its_lock_leaves_the_next_pass_of_its_process_free_to_run(
+    redis_db: redis.Redis,
+) -> None:
+    down = ClusterDownError("The cluster is down")
+    with (
+        mock.patch.object(reaper, "reconcile_missing", autospec=True, side_effect=down),
+        mock.patch.object(Lock, "do_release", autospec=True, side_effect=down),
+        pytest.raises(ClusterDownError),
+    ):
+        reap_once()
+    # Left behind until its timeout: nobody could delete it.
+    assert redis_db.exists(lock_key("reaper"))
+
+    assert reap_once().ran is True
+    assert not redis_db.exists(lock_key("reaper"))

@@ -6,6 +6,7 @@ import pytest
 from django.core.exceptions import RequestDataTooBig
 from django.db import DataError, IntegrityError, OperationalError
 from django.test import RequestFactory
+from redis.exceptions import ClusterDownError, SlotNotCoveredError, TryAgainError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from rest_framework.exceptions import ValidationError
 
@@ -81,6 +82,24 @@ def test_it_answers_503_when_a_backing_store_is_down() -> None:
     assert response is not None
     assert response.status_code == 503
     assert response["Retry-After"] == "5"
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        ClusterDownError("The cluster is down"),
+        TryAgainError("slot migrating"),
+        SlotNotCoveredError("no node"),
+    ],
+    ids=lambda error: type(error).__name__,
+)
+def test_it_answers_503_when_a_cluster_primary_is_away(error: Exception) -> None:
+    # A ResponseError to redis-py, but an outage, not a bad command: a
+    # primary failed and its slots wait for it (or a replica) to answer.
+    response = exception_handler(error, {})
+
+    assert response is not None
+    assert (response.status_code, response["Retry-After"]) == (503, "5")
 
 
 def test_it_answers_503_when_the_database_is_down() -> None:

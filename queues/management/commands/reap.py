@@ -1,3 +1,4 @@
+import logging
 import time
 from typing import Any
 
@@ -6,7 +7,10 @@ from django.core.management.base import BaseCommand, CommandParser
 from django.db import close_old_connections
 
 from queues import metrics
-from queues.reaper import reap_once
+from queues.reaper import ReapReport, reap_once
+from queues.redis_client import UNAVAILABLE_ERRORS
+
+logger = logging.getLogger(__name__)
 
 
 class Command(BaseCommand):
@@ -23,7 +27,16 @@ class Command(BaseCommand):
             # Lease reclaims and queue timeouts are counted here, nowhere else.
             metrics.start_exporter(settings.ATTUNE_REAPER_METRICS_PORT, role="reaper")
         while True:
-            report = reap_once()
+            try:
+                report = reap_once()
+            except UNAVAILABLE_ERRORS:
+                if not options["loop"]:
+                    raise
+                # Redis, or one cluster primary, is away. The reaper must
+                # outlive it: once the node is back, it is what rebuilds the
+                # queues the node lost and admits the requests made meanwhile.
+                logger.exception("reaper pass failed: Redis unavailable; next pass in %s s", interval)
+                report = ReapReport(ran=False)
             if report.ran and (
                 report.requeued
                 or report.abandoned
