@@ -158,16 +158,21 @@ def test_a_kill_amid_groups_priorities_and_a_rate_limit_loses_nothing_and_keeps_
     # together, so priority (then request order) alone orders their grants.
     ids = [str(e.pk) for e in request_executions(action.ref, parameters, priorities=priorities)]
 
+    # A run lasts 0.15 s: one started within the last 0.05 s is still
+    # running when the kill lands, however slow the poll that saw it.
     wait_until(
         lambda: (
-            Execution.objects.filter(
-                pk__in=ids, status=S.RUNNING, worker__startswith=f"{victim.name}@"
+            Execution.objects.filter(pk__in=ids, status=S.COMPLETED).count() >= 15
+            and Execution.objects.filter(
+                pk__in=ids,
+                status=S.RUNNING,
+                worker__startswith=f"{victim.name}@",
+                started_at__gt=timezone.now() - timedelta(seconds=0.05),
             ).exists()
-            and Execution.objects.filter(pk__in=ids, status=S.COMPLETED).count() >= 15
         ),
         timeout=120,
         interval=0.005,
-        message="the victim to be running one, 15 done",
+        message="the victim to have just started one, 15 done",
     )
     kill_worker(victim)
     killed = {
