@@ -10,7 +10,7 @@ from typing import TypeAlias
 import redis
 from django.conf import settings
 from redis.cluster import ClusterNode, RedisCluster
-from redis.exceptions import ClusterError, SlotNotCoveredError, TryAgainError
+from redis.exceptions import ClusterError, RedisClusterException, SlotNotCoveredError, TryAgainError
 
 from attune.env import redis_cluster_url
 
@@ -18,17 +18,25 @@ RedisClient: TypeAlias = redis.Redis | RedisCluster
 # Each connection pings a server it has not heard from for this long before
 # reusing the connection, so one dropped by a proxy or a failover is noticed.
 HEALTH_CHECK_INTERVAL_SECONDS = 30
+# A server that stops answering without closing the connection (a paused
+# host, a partition) must fail the call, not hang it: the reaper's loop and
+# a request then see an outage they can wait out. Well above the longest
+# script (a rebuild of a large queue takes a fraction of a second).
+SOCKET_CONNECT_TIMEOUT_SECONDS = 5
+SOCKET_TIMEOUT_SECONDS = 30
 # What a call raises while Redis, or the cluster primary of its slot, is
 # away: connection refused or timed out, the cluster down (CLUSTERDOWN, a
 # node restarted and not yet rejoined; ClusterDownError is a ResponseError),
-# a slot in the middle of moving, or no node known for a slot. An outage to
-# wait out, not a bug in the caller.
+# a slot in the middle of moving, no node known for a slot, or no node of
+# the cluster answering at all (redis-py then fails to reload the slot map
+# with RedisClusterException). An outage to wait out, not a bug in the caller.
 UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (
     redis.ConnectionError,
     redis.TimeoutError,
     ClusterError,
     TryAgainError,
     SlotNotCoveredError,
+    RedisClusterException,
 )
 
 
@@ -38,7 +46,12 @@ def connect(url: str, *, decode_responses: bool = True) -> RedisClient:
     cluster = redis_cluster_url(url)
     if cluster is None:
         return redis.Redis.from_url(
-            url, decode_responses=decode_responses, health_check_interval=HEALTH_CHECK_INTERVAL_SECONDS
+            url,
+            decode_responses=decode_responses,
+            health_check_interval=HEALTH_CHECK_INTERVAL_SECONDS,
+            socket_connect_timeout=SOCKET_CONNECT_TIMEOUT_SECONDS,
+            socket_timeout=SOCKET_TIMEOUT_SECONDS,
+            socket_keepalive=True,
         )
     return RedisCluster(
         startup_nodes=[ClusterNode(host, port) for host, port in cluster.nodes],
@@ -47,6 +60,9 @@ def connect(url: str, *, decode_responses: bool = True) -> RedisClient:
         ssl=cluster.ssl,
         decode_responses=decode_responses,
         health_check_interval=HEALTH_CHECK_INTERVAL_SECONDS,
+        socket_connect_timeout=SOCKET_CONNECT_TIMEOUT_SECONDS,
+        socket_timeout=SOCKET_TIMEOUT_SECONDS,
+        socket_keepalive=True,
     )
 
 

@@ -10,6 +10,7 @@ run promtool (required when CI=true, skipped otherwise when not installed).
 from __future__ import annotations
 
 import ast
+import ipaddress
 import json
 import os
 import re
@@ -318,7 +319,9 @@ def test_it_sets_only_known_variables_in_the_dockerfile() -> None:
 
 # --- docker-compose.scaled.yml ---------------------------------------------------
 
-SCALED_ATTUNE_SERVICES = ("migrate", "web", "worker", "reaper")
+SCALED_ATTUNE_SERVICES = ("migrate", "web-1", "web-2", "worker", "reaper")
+WEB_SERVERS = ("web-1", "web-2")
+PROMETHEUS_SCALED_CONFIG = DOCKER / "prometheus" / "prometheus-scaled.yml"
 REDIS_NODES = ("redis-1", "redis-2", "redis-3")
 
 
@@ -330,11 +333,49 @@ def test_the_scaled_stack_has_every_part_of_it() -> None:
     services = compose(SCALED)["services"]
     assert set(services) >= {"postgres", "pgbouncer", "rabbitmq", "redis-cluster", *REDIS_NODES}
     assert set(services) >= {*SCALED_ATTUNE_SERVICES, "prometheus", "grafana"}
-    assert service("web", SCALED)["deploy"]["replicas"] == 2
     assert service("worker", SCALED)["deploy"]["replicas"] == 3
     assert service("reaper", SCALED)["deploy"]["replicas"] == 2
-    # One host port per web replica.
-    assert service("web", SCALED)["ports"] == ["8000-8001:8000"]
+    assert [service(name, SCALED)["ports"] for name in WEB_SERVERS] == [["8000:8000"], ["8001:8000"]]
+    assert [service(name, SCALED)["hostname"] for name in WEB_SERVERS] == list(WEB_SERVERS)
+    assert command("web-1", SCALED) == command("web-2", SCALED)
+    assert "gunicorn attune.wsgi:application" in command("web-1", SCALED)
+
+
+def test_the_scaled_stack_scrapes_each_web_server_by_a_name_django_allows() -> None:
+    """Prometheus sends a target's address as the Host header: each web
+    server is a target by its own name, one Django accepts."""
+    config = yaml.safe_load(PROMETHEUS_SCALED_CONFIG.read_text())
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    targets = [t for sc in jobs["attune-web"]["static_configs"] for t in sc["targets"]]
+    assert targets == [f"{name}:8000" for name in WEB_SERVERS]
+    allowed = scaled_environment("web-1")["DJANGO_ALLOWED_HOSTS"].split(",")
+    assert set(WEB_SERVERS) <= set(allowed)
+    # Workers, reapers and the rules as in the single-host config.
+    single = yaml.safe_load(PROMETHEUS_CONFIG.read_text())
+    assert config["rule_files"] == single["rule_files"]
+    assert [job for job in config["scrape_configs"] if job["job_name"] != "attune-web"] == [
+        job for job in single["scrape_configs"] if job["job_name"] != "attune-web"
+    ]
+    assert (
+        mounts("prometheus", SCALED)["./prometheus/prometheus-scaled.yml"] == "/etc/prometheus/prometheus.yml"
+    )
+
+
+def test_the_scaled_stack_gives_each_redis_node_a_fixed_address() -> None:
+    subnet = compose(SCALED)["networks"]["default"]["ipam"]["config"][0]["subnet"]
+    addresses = [service(node, SCALED)["networks"]["default"]["ipv4_address"] for node in REDIS_NODES]
+    assert len(set(addresses)) == 3
+    assert all(ipaddress.ip_address(a) in ipaddress.ip_network(subnet) for a in addresses)
+    assert service("rabbitmq", SCALED)["hostname"] == "rabbitmq"
+
+
+def test_the_scaled_stack_creates_the_cluster_only_on_fresh_nodes() -> None:
+    script = command("redis-cluster", SCALED)
+    assert (
+        script.index("cluster_known_nodes:1")
+        < script.index("--cluster create")
+        < script.index("cluster_state:ok")
+    )
 
 
 @pytest.mark.parametrize("name", SCALED_ATTUNE_SERVICES)
@@ -344,9 +385,9 @@ def test_the_scaled_stack_sets_only_variables_that_settings_reads(name: str) -> 
 
 
 def test_the_scaled_stack_points_attune_at_the_cluster_rabbitmq_and_pgbouncer() -> None:
-    env = scaled_environment("web")
+    env = scaled_environment("web-1")
     shared = ("DATABASE_URL", "ATTUNE_DB_POOLER", "REDIS_URL", "CELERY_BROKER_URL", "DJANGO_SECRET_KEY")
-    for name in ("worker", "reaper"):
+    for name in ("web-2", "worker", "reaper"):
         assert {var: scaled_environment(name)[var] for var in shared} == {var: env[var] for var in shared}
     cluster = urlsplit(env["REDIS_URL"])
     assert cluster.scheme == "redis+cluster"
@@ -384,8 +425,8 @@ def test_the_scaled_stack_points_attune_at_the_cluster_rabbitmq_and_pgbouncer() 
 
 def test_the_scaled_stack_migrates_once_before_anything_serves() -> None:
     assert command("migrate", SCALED).index("migrate") < command("migrate", SCALED).index("load_core_pack")
-    assert "migrate" not in command("web", SCALED)
-    for name in ("web", "worker", "reaper"):
+    assert all("migrate" not in command(name, SCALED) for name in WEB_SERVERS)
+    for name in (*WEB_SERVERS, "worker", "reaper"):
         depends = service(name, SCALED)["depends_on"]
         assert depends["migrate"]["condition"] == "service_completed_successfully", name
         assert depends["redis-cluster"]["condition"] == "service_completed_successfully", name
@@ -407,7 +448,8 @@ def test_the_scaled_stack_builds_pgbouncer_from_its_own_files() -> None:
 def test_its_settings_load_with_the_environment_compose_gives(path: Path) -> None:
     """Django starts with exactly the web service's variables: nothing in
     them is refused (a cluster URL without a broker, an unknown pooler)."""
-    env = {var: interpolate(value) for var, value in environment("web", path).items()}
+    web = "web" if path == COMPOSE else "web-1"
+    env = {var: interpolate(value) for var, value in environment(web, path).items()}
     inherited = ("ATTUNE_", "DJANGO_", "REDIS_URL", "CELERY_", "DATABASE_")
     env = {**{k: v for k, v in os.environ.items() if not k.startswith(inherited)}, **env}
     script = (
@@ -436,10 +478,9 @@ def test_it_scrapes_the_web_worker_and_reaper_metrics() -> None:
     config = yaml.safe_load(PROMETHEUS_CONFIG.read_text())
     assert config["rule_files"] == ["alerts.yml"]
     jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    web_targets = [t for sc in jobs["attune-web"]["static_configs"] for t in sc["targets"]]
+    assert web_targets == ["web:8000"]
     assert jobs["attune-web"].get("metrics_path", "/metrics") == "/metrics"
-    # Every web container, however many: each sums only its own gunicorn processes.
-    web = jobs["attune-web"]["dns_sd_configs"][0]
-    assert (web["names"], web["port"]) == (["web"], 8000)
     for job, name, variable in [
         ("attune-worker", "worker", "ATTUNE_WORKER_METRICS_PORT"),
         ("attune-reaper", "reaper", "ATTUNE_REAPER_METRICS_PORT"),

@@ -6,7 +6,7 @@ import pytest
 from django.core.exceptions import RequestDataTooBig
 from django.db import DataError, IntegrityError, OperationalError
 from django.test import RequestFactory
-from redis.exceptions import ClusterDownError, SlotNotCoveredError, TryAgainError
+from redis.exceptions import ClusterDownError, RedisClusterException, SlotNotCoveredError, TryAgainError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from rest_framework.exceptions import ValidationError
 
@@ -90,6 +90,9 @@ def test_it_answers_503_when_a_backing_store_is_down() -> None:
         ClusterDownError("The cluster is down"),
         TryAgainError("slot migrating"),
         SlotNotCoveredError("no node"),
+        RedisClusterException(
+            "Redis Cluster cannot be connected. Please provide at least one reachable node"
+        ),
     ],
     ids=lambda error: type(error).__name__,
 )
