@@ -180,29 +180,23 @@ def redis_server() -> Iterator[RedisServer]:
         shutil.rmtree(directory, ignore_errors=True)
 
 
-def _cluster_ok(cli: str, port: int) -> bool:
+def _redis_cli(cli: str, port: int, *args: str) -> str:
+    """What ``redis-cli`` prints for one command to the node on ``port``."""
     completed = subprocess.run(
-        [cli, "-h", LOOPBACK, "-p", str(port), "cluster", "info"],
-        capture_output=True,
-        text=True,
-        timeout=5,
-        check=False,
+        [cli, "-h", LOOPBACK, "-p", str(port), *args], capture_output=True, text=True, timeout=5, check=False
     )
-    return "cluster_state:ok" in completed.stdout
+    return completed.stdout
+
+
+def _cluster_ok(cli: str, port: int) -> bool:
+    return "cluster_state:ok" in _redis_cli(cli, port, "cluster", "info")
 
 
 def _replicas_in_sync(cli: str, ports: tuple[int, ...]) -> int:
     """How many of the nodes are replicas whose link to their primary is up."""
     in_sync = 0
     for port in ports:
-        completed = subprocess.run(
-            [cli, "-h", LOOPBACK, "-p", str(port), "info", "replication"],
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=False,
-        )
-        in_sync += "master_link_status:up" in completed.stdout
+        in_sync += "master_link_status:up" in _redis_cli(cli, port, "info", "replication")
     return in_sync
 
 
