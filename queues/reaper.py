@@ -97,16 +97,16 @@ def _in_queue_order(execution_ids: list[str]) -> list[str]:
     return sorted(execution_ids, key=lambda pk: (seqs.get(pk) is None, seqs.get(pk) or 0))
 
 
-def _ended_before(execution_ids: set[str], cutoff: datetime) -> set[str]:
+def _ended_before(execution_ids: set[str], cutoff: datetime) -> dict[str, Execution]:
     """The executions among these that reached a terminal status before
-    ``cutoff``."""
+    ``cutoff``, by id."""
     if not execution_ids:
-        return set()
+        return {}
     return {
-        str(pk)
-        for pk in Execution.objects.filter(
+        str(execution.pk): execution
+        for execution in Execution.objects.filter(
             pk__in=execution_ids, status__in=TERMINAL_STATUSES, completed_at__lt=cutoff
-        ).values_list("pk", flat=True)
+        )
     }
 
 
@@ -188,8 +188,7 @@ def reap_once() -> ReapReport:
             for execution_id in _in_queue_order(expired):
                 _reclaim(execution_id, queue, by_id[queue.action_id], report)
             for execution_id in sorted(str(member) for member, _ in slots if str(member) in released_late):
-                ended = Execution.objects.filter(pk=execution_id).first()
-                if ended is not None and dispatch.release(ended):
+                if dispatch.release(released_late[execution_id]):
                     report.freed += 1
         report.woken = _wake_overdue(gate, actions, now_ms)
         busy = set(
