@@ -7,6 +7,7 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from attune.broker import transport_for
 from attune.env import env_bool, env_float, env_int, env_list, env_rate, env_str, redis_cluster_url
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -143,6 +144,9 @@ if REDIS_CLUSTER and not env_str("CELERY_BROKER_URL", ""):
         "transport needs a standalone Redis (redis://...), or use RabbitMQ (amqp://...)"
     )
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", REDIS_URL)
+# kombu's Redis transport with one publishing client per connection pool
+# instead of a new one per message (attune/broker.py).
+CELERY_BROKER_TRANSPORT = transport_for(CELERY_BROKER_URL)
 # Redis (redis://, rediss://, sentinel://) or RabbitMQ (amqp://, pyamqp://);
 # the two differ in how a message a worker took comes back (docs/scaling.md).
 BROKER_IS_REDIS = urllib.parse.urlsplit(CELERY_BROKER_URL).scheme.split("+")[0] in (

@@ -19,6 +19,8 @@ from typing import Any
 import kombu.pools
 import pytest
 
+from attune.broker import transport_for
+
 
 @dataclass(frozen=True)
 class Stack:
@@ -123,7 +125,12 @@ def use_stack(
         cache = {**settings.CACHES["default"], "BACKEND": "attune.cache.RedisClusterCache", "LOCATION": url}
         overrides.update(REDIS_URL=url, CACHES={"default": cache})
     if chosen.rabbitmq:
-        overrides.update(CELERY_BROKER_URL=request.getfixturevalue("rabbitmq_url"), BROKER_IS_REDIS=False)
+        rabbitmq_url = request.getfixturevalue("rabbitmq_url")
+        overrides.update(
+            CELERY_BROKER_URL=rabbitmq_url,
+            CELERY_BROKER_TRANSPORT=transport_for(rabbitmq_url),
+            BROKER_IS_REDIS=False,
+        )
     if chosen.pgbouncer:
         bouncer = request.getfixturevalue("pgbouncer")
         overrides.update(DB_POOLER="pgbouncer")

@@ -22,6 +22,7 @@ db = s.DATABASES["default"]
 print(json.dumps({
     "cache": s.CACHES["default"]["BACKEND"],
     "broker_is_redis": s.BROKER_IS_REDIS,
+    "transport": s.CELERY_BROKER_TRANSPORT,
     "acks_late": s.CELERY_TASK_ACKS_LATE,
     "disable_prefetch": s.CELERY_WORKER_DISABLE_PREFETCH,
     "transport_options": s.CELERY_BROKER_TRANSPORT_OPTIONS,
@@ -104,6 +105,20 @@ def test_it_acknowledges_late_on_rabbitmq_and_drops_the_redis_transport_options(
     assert rabbitmq["broker_is_redis"] is False
     assert (rabbitmq["acks_late"], rabbitmq["disable_prefetch"]) == (True, False)
     assert rabbitmq["transport_options"] == {}
+
+
+@pytest.mark.parametrize(
+    ("broker_url", "transport"),
+    [
+        ("redis://127.0.0.1:6379/1", "attune.broker:RedisTransport"),
+        ("rediss://cache.example:6380/0", "attune.broker:RedisTransport"),
+        ("sentinel://10.0.0.1:26379", "sentinel"),
+        ("amqp://guest:guest@127.0.0.1:5672/attune", "amqp"),
+        ("pyamqp://guest:guest@127.0.0.1:5672//", "pyamqp"),
+    ],
+)
+def test_it_publishes_to_a_plain_redis_broker_with_its_own_transport(broker_url: str, transport: str) -> None:
+    assert settings_with(CELERY_BROKER_URL=broker_url)["transport"] == transport
 
 
 def test_it_keeps_no_session_state_behind_pgbouncer() -> None:

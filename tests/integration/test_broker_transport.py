@@ -1,0 +1,113 @@
+"""The Redis transport Attune publishes with (attune/broker.py): one client
+per connection pool, reused for every message, on the real broker Redis."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Iterator
+
+import pytest
+import redis
+from django.conf import settings
+from kombu import Connection, Exchange, Queue
+
+from attune.broker import RedisChannel, transport_for
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def queue_name() -> Iterator[str]:
+    name = f"broker-test-{uuid.uuid4().hex}"
+    yield name
+    redis.Redis.from_url(settings.CELERY_BROKER_URL).delete(name)
+
+
+def connect() -> Connection:
+    return Connection(settings.CELERY_BROKER_URL, transport=transport_for(settings.CELERY_BROKER_URL))
+
+
+def publish(connection: Connection, queue_name: str, body: dict[str, int]) -> None:
+    queue = Queue(queue_name, Exchange(queue_name, type="direct"), routing_key=queue_name)
+    connection.Producer(serializer="json").publish(
+        body, exchange=queue.exchange, routing_key=queue_name, declare=[queue]
+    )
+
+
+def consume_all(connection: Connection, queue_name: str) -> list[dict[str, int]]:
+    queue = Queue(queue_name, Exchange(queue_name, type="direct"), routing_key=queue_name)
+    bodies: list[dict[str, int]] = []
+    with connection.SimpleQueue(queue) as simple:
+        while True:
+            try:
+                message = simple.get(timeout=0.5)
+            except simple.Empty:
+                return bodies
+            bodies.append(message.payload)
+            message.ack()
+
+
+def test_the_app_publishes_through_it() -> None:
+    from attune.celery import app
+
+    with app.connection_for_write() as connection:
+        assert isinstance(connection.default_channel, RedisChannel)
+
+
+def test_every_message_goes_out_on_one_client_and_arrives_in_order(queue_name: str) -> None:
+    with connect() as connection:
+        channel = connection.default_channel
+        publish(connection, queue_name, {"n": 0})
+        client = channel._shared_client
+        assert client is not None
+        for n in range(1, 50):
+            publish(connection, queue_name, {"n": n})
+        assert channel._shared_client is client
+        assert [body["n"] for body in consume_all(connection, queue_name)] == list(range(50))
+
+
+def test_a_new_pool_gets_a_new_client(queue_name: str) -> None:
+    """A channel drops its pool when its connections are reset (after a
+    fork, kombu's ``_after_fork``); a client left on the old pool would
+    share the parent's sockets."""
+    with connect() as connection:
+        channel = connection.default_channel
+        publish(connection, queue_name, {"n": 0})
+        before = channel._shared_client
+        channel._disconnect_pools()
+        publish(connection, queue_name, {"n": 1})
+        assert channel._shared_client is not before
+        assert channel._shared_client.connection_pool is channel.pool
+        assert [body["n"] for body in consume_all(connection, queue_name)] == [0, 1]
+
+
+def test_threads_publishing_at_once_lose_nothing(queue_name: str) -> None:
+    threads_count, per_thread = 4, 100
+    with connect() as connection:
+        channel = connection.default_channel
+        publish(connection, queue_name, {"n": -1})
+        barrier = threading.Barrier(threads_count)
+        errors: list[BaseException] = []
+
+        def publish_many(offset: int) -> None:
+            try:
+                barrier.wait()
+                for n in range(per_thread):
+                    with channel.conn_or_acquire() as client:
+                        client.lpush(queue_name + "-raw", offset + n)
+            except BaseException as error:
+                errors.append(error)
+
+        threads = [threading.Thread(target=publish_many, args=(i * 1000,)) for i in range(threads_count)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        raw = redis.Redis.from_url(settings.CELERY_BROKER_URL)
+        try:
+            assert errors == []
+            pushed = sorted(int(value) for value in raw.lrange(queue_name + "-raw", 0, -1))
+            assert pushed == sorted(i * 1000 + n for i in range(threads_count) for n in range(per_thread))
+        finally:
+            raw.delete(queue_name + "-raw")
