@@ -3,9 +3,11 @@ per connection pool, reused for every message, on the real broker Redis."""
 
 from __future__ import annotations
 
+import json
 import threading
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import redis
@@ -13,6 +15,7 @@ from django.conf import settings
 from kombu import Connection, Exchange, Queue
 
 from attune.broker import RedisChannel, transport_for
+from tests.stacks import RABBITMQ, Stack
 
 pytestmark = pytest.mark.integration
 
@@ -111,3 +114,43 @@ def test_threads_publishing_at_once_lose_nothing(queue_name: str) -> None:
             assert pushed == sorted(i * 1000 + n for i in range(threads_count) for n in range(per_thread))
         finally:
             raw.delete(queue_name + "-raw")
+
+
+def test_a_grant_reaches_a_queue_nothing_declared_and_names_its_execution(
+    make_action: Any, queue_name: str
+) -> None:
+    """Grants go out without declaring their queue on Redis: the message
+    must still land on the queue's list, where a worker of that queue
+    BRPOPs it, with the execution id Celery's logs would show."""
+    from queues import dispatch
+
+    action = make_action(celery_queue=queue_name)
+    execution_id = str(uuid.uuid4())
+    dispatch._send(execution_id, execution_id, action, granted_at=0.0)
+
+    raw = redis.Redis.from_url(settings.CELERY_BROKER_URL)
+    messages = [json.loads(message) for message in raw.lrange(queue_name, 0, -1)]
+    assert [message["headers"]["id"] for message in messages] == [execution_id]
+    assert messages[0]["headers"]["argsrepr"] == f"['{execution_id}']"
+    assert raw.smembers(f"_kombu.binding.{queue_name}") == set()
+
+
+@pytest.mark.parametrize("stack", [RABBITMQ], indirect=True, ids=str)
+def test_on_rabbitmq_a_grant_declares_its_queue_so_it_is_kept(stack: Stack, make_action: Any) -> None:
+    """RabbitMQ drops a message for a queue that does not exist: there the
+    grant declares its queue, and the message waits in it for a worker."""
+    from attune.celery import app
+    from queues import dispatch
+
+    name = f"broker-test-{uuid.uuid4().hex}"
+    action = make_action(celery_queue=name)
+    execution_id = str(uuid.uuid4())
+    dispatch._send(execution_id, execution_id, action, granted_at=0.0)
+
+    with app.connection_for_write() as connection:
+        channel = connection.default_channel
+        try:
+            declared = channel.queue_declare(name, passive=True)
+            assert declared.message_count == 1
+        finally:
+            channel.queue_delete(name)
