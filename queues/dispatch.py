@@ -19,6 +19,7 @@ from typing import Any
 from celery import current_app
 from django.conf import settings
 from django.utils import timezone
+from kombu import Producer
 
 from executions.exceptions import QueueFull
 from executions.models import (
@@ -152,6 +153,7 @@ def admit(
     if batch.wake_ms:
         _schedule_wake(action, batch.wake_ms)
     sent_at = time.time()
+    granted: list[str] = []
     for admission in batch.admissions:
         execution = by_id[admission.execution_id]
         queue = queue_of(execution)
@@ -164,14 +166,7 @@ def admit(
                 execution.status, execution.grant_seq = S.SCHEDULED, admission.grant_seq
                 execution.celery_task_id, execution.scheduled_at = admission.execution_id, now
                 metrics.granted(action.ref, admission.execution_id)
-                _send(
-                    admission.execution_id,
-                    admission.execution_id,
-                    action,
-                    granted_at=sent_at,
-                    config=batch.config,
-                    rated=batch.rated,
-                )
+                granted.append(admission.execution_id)
             elif admission.outcome == "cancelled":
                 execution.status, execution.completed_at = S.CANCELLED, now
                 execution.error = _cancelled_at_limit(action, policy)
@@ -179,6 +174,7 @@ def admit(
                 execution.status = S.QUEUED
         else:
             _admission_raced(execution, admission, queue, action, now)
+    _send_grants(granted, action, granted_at=sent_at, config=batch.config, rated=batch.rated)
     return executions
 
 
@@ -217,6 +213,41 @@ def _record_earlier_admission(execution: Execution, queue: QueueRef) -> None:
     )
 
 
+def _send_grants(
+    execution_ids: list[str], action: Action, *, granted_at: float, config: str, rated: bool
+) -> None:
+    """Send the tasks of the executions one admission granted, in one broker
+    round trip (kombu's publish batch: one pipeline on Redis; RabbitMQ
+    publishes each at once). A batch fails as a whole with its delivery
+    uncertain (part of the pipeline may have run), and without the retries
+    Celery gives one message: each is then sent again on its own. A copy
+    that arrives twice runs once: the start takes only a `scheduled`
+    execution, and the first copy leaves it `running`."""
+    if not execution_ids:
+        return
+    try:
+        with current_app.producer_or_acquire() as producer, producer.batch():
+            for execution_id in execution_ids:
+                _send(
+                    execution_id,
+                    execution_id,
+                    action,
+                    granted_at=granted_at,
+                    config=config,
+                    rated=rated,
+                    producer=producer,
+                )
+    except Exception:
+        logger.warning(
+            "sending %d grants of action %s in one batch failed; sending each on its own",
+            len(execution_ids),
+            action.ref,
+            exc_info=True,
+        )
+        for execution_id in execution_ids:
+            _send(execution_id, execution_id, action, granted_at=granted_at, config=config, rated=rated)
+
+
 def _send(
     execution_id: str,
     task_id: str,
@@ -226,6 +257,7 @@ def _send(
     granted_at: float,
     config: str = "",
     rated: bool = False,
+    producer: Producer | None = None,
 ) -> None:
     timeout = float(action.timeout_seconds)
     # With the grant go when it was made, so the worker knows whether its
@@ -252,6 +284,7 @@ def _send(
         # for each message, for its logs.
         argsrepr=f"['{execution_id}']",
         kwargsrepr="{}",
+        producer=producer,
         **_declare_options(),
     )
 

@@ -13,6 +13,7 @@ import pytest
 import redis
 from django.conf import settings
 from kombu import Connection, Exchange, Queue
+from kombu.transport import redis as kombu_redis
 
 from attune.broker import RedisChannel, transport_for
 from tests.stacks import RABBITMQ, Stack
@@ -154,3 +155,48 @@ def test_on_rabbitmq_a_grant_declares_its_queue_so_it_is_kept(stack: Stack, make
             assert declared.message_count == 1
         finally:
             channel.queue_delete(name)
+
+
+def _task_ids_in_arrival_order(queue_name: str) -> list[str]:
+    """The task ids on a queue's list, in the order workers take them
+    (kombu pushes at the head and workers pop the tail)."""
+    raw = redis.Redis.from_url(settings.CELERY_BROKER_URL)
+    return [json.loads(message)["headers"]["id"] for message in reversed(raw.lrange(queue_name, 0, -1))]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_admission_sends_its_grants_in_one_round_trip_in_request_order(
+    make_action: Any, queue_name: str, redis_db: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from executions import services
+
+    flushed: list[int] = []
+    flush = kombu_redis.PublishBatch.flush
+
+    def counting_flush(batch: kombu_redis.PublishBatch) -> None:
+        flushed.append(batch._buffered)
+        flush(batch)
+
+    monkeypatch.setattr(kombu_redis.PublishBatch, "flush", counting_flush)
+    action = make_action(celery_queue=queue_name, concurrency_limit=20)
+    executions = services.request_executions(action.ref, [{} for _ in range(12)])
+
+    assert {execution.status for execution in executions} == {"scheduled"}
+    assert _task_ids_in_arrival_order(queue_name) == [str(execution.pk) for execution in executions]
+    assert flushed == [12]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_failed_batch_is_sent_again_one_by_one_and_nothing_is_lost(
+    make_action: Any, queue_name: str, redis_db: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from executions import services
+
+    def failing_flush(batch: kombu_redis.PublishBatch) -> None:
+        raise kombu_redis.BatchPublishError("Redis publish batch failed; delivery is uncertain")
+
+    monkeypatch.setattr(kombu_redis.PublishBatch, "flush", failing_flush)
+    action = make_action(celery_queue=queue_name, concurrency_limit=20)
+    executions = services.request_executions(action.ref, [{} for _ in range(5)])
+
+    assert _task_ids_in_arrival_order(queue_name) == [str(execution.pk) for execution in executions]
