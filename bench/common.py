@@ -173,6 +173,17 @@ def machine_summary() -> list[str]:
     ]
 
 
+def worker_command(*options: str) -> list[str]:
+    """The command of a benchmark's worker: the `default` queue, no gossip
+    or mingle (one worker, nothing to sync), then ``options``."""
+    return [
+        sys.executable,
+        *("-m", "celery", "-A", "attune", "worker", "-Q", "default"),
+        *("--without-gossip", "--without-mingle"),
+        *options,
+    ]
+
+
 @contextmanager
 def celery_worker(
     concurrency: int, extra_env: dict[str, str] | None = None
@@ -182,24 +193,7 @@ def celery_worker(
     env = {**os.environ, "DATABASE_CONN_MAX_AGE": "60", **(extra_env or {})}
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "attune",
-                "worker",
-                "-l",
-                "info",
-                "-Q",
-                "default",
-                "-c",
-                str(concurrency),
-                "--include",
-                "bench.tasks",
-                "--without-gossip",
-                "--without-mingle",
-            ],
+            worker_command("-l", "info", "-c", str(concurrency), "--include", "bench.tasks"),
             cwd=ROOT,
             env=env,
             stdout=log,

@@ -33,7 +33,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.common import ROOT, setup_django
+from bench.common import ROOT, setup_django, worker_command
 
 PARTS = ("worker", "admission")
 STALL_SECONDS = 900.0
@@ -67,23 +67,7 @@ def worker_instructions(count: int, out_dir: Path) -> int:
     _prepare(count, 2, request_them=True)
     log_path = out_dir / f"worker-{count}.log"
     env = {**os.environ, "DATABASE_CONN_MAX_AGE": "600"}
-    command = [
-        *_callgrind(out_dir, f"worker-{count}"),
-        sys.executable,
-        "-m",
-        "celery",
-        "-A",
-        "attune",
-        "worker",
-        "-P",
-        "solo",
-        "-l",
-        "warning",
-        "-Q",
-        "default",
-        "--without-gossip",
-        "--without-mingle",
-    ]
+    command = [*_callgrind(out_dir, f"worker-{count}"), *worker_command("-P", "solo", "-l", "warning")]
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
