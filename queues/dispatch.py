@@ -21,6 +21,7 @@ from django.conf import settings
 from django.utils import timezone
 from kombu import Producer
 
+from attune.broker import publish_hooked, publish_task
 from executions.exceptions import QueueFull
 from executions.models import (
     TERMINAL_STATUSES,
@@ -272,30 +273,38 @@ def _send(
         headers[RATED_HEADER] = 1
     if released_at is not None:
         headers[metrics.RELEASED_AT_HEADER] = released_at
+    time_limit = timeout + float(settings.ATTUNE_HARD_TIMEOUT_GRACE_SECONDS)
+    # What Celery would otherwise build with its pure-Python saferepr for
+    # each message, for its logs.
+    argsrepr = f"['{execution_id}']"
+    if settings.BROKER_IS_REDIS and not publish_hooked():
+        publish_task(
+            current_app,
+            RUN_TASK,
+            task_id,
+            [execution_id],
+            queue=action.celery_queue,
+            time_limit=time_limit,
+            soft_time_limit=timeout,
+            headers=headers,
+            argsrepr=argsrepr,
+            producer=producer,
+        )
+        return
+    # RabbitMQ drops a message sent to a queue nobody declared yet, so there
+    # Celery's own path declares it.
     current_app.send_task(
         RUN_TASK,
         args=[execution_id],
         task_id=task_id,
         queue=action.celery_queue,
         soft_time_limit=timeout,
-        time_limit=timeout + float(settings.ATTUNE_HARD_TIMEOUT_GRACE_SECONDS),
+        time_limit=time_limit,
         headers=headers,
-        # What Celery would otherwise build with its pure-Python saferepr
-        # for each message, for its logs.
-        argsrepr=f"['{execution_id}']",
+        argsrepr=argsrepr,
         kwargsrepr="{}",
         producer=producer,
-        **_declare_options(),
     )
-
-
-def _declare_options() -> dict[str, Any]:
-    """On a Redis broker, publish without declaring the queue: a grant goes
-    to the anonymous exchange, which on Redis is a push onto the queue's
-    list, so the declaration kombu would repeat (copying and binding the
-    queue for every message) has nothing to do. RabbitMQ drops a message
-    sent to a queue nobody declared yet, so there it stays."""
-    return {"declare": []} if settings.BROKER_IS_REDIS else {}
 
 
 def _dispatch(

@@ -3,6 +3,7 @@ per connection pool, reused for every message, on the real broker Redis."""
 
 from __future__ import annotations
 
+import base64
 import json
 import threading
 import uuid
@@ -15,6 +16,7 @@ from django.conf import settings
 from kombu import Connection, Exchange, Queue
 from kombu.transport import redis as kombu_redis
 
+from attune import broker
 from attune.broker import RedisChannel, transport_for
 from tests.stacks import RABBITMQ, Stack
 
@@ -200,3 +202,81 @@ def test_a_failed_batch_is_sent_again_one_by_one_and_nothing_is_lost(
     executions = services.request_executions(action.ref, [{} for _ in range(5)])
 
     assert _task_ids_in_arrival_order(queue_name) == [str(execution.pk) for execution in executions]
+
+
+def _messages(queue_name: str) -> list[dict[str, Any]]:
+    raw = redis.Redis.from_url(settings.CELERY_BROKER_URL)
+    return [json.loads(message) for message in reversed(raw.lrange(queue_name, 0, -1))]
+
+
+def _comparable(message: dict[str, Any]) -> dict[str, Any]:
+    """A message without what differs between two sends of one task: the
+    delivery tag kombu draws for each, and the args' repr that Celery also
+    copies into the properties (the headers carry it, where workers read it)."""
+    properties = {
+        name: value
+        for name, value in message["properties"].items()
+        if name not in ("delivery_tag", "argsrepr", "kwargsrepr")
+    }
+    body = json.loads(base64.b64decode(message["body"]))
+    return {**message, "properties": properties, "body": body}
+
+
+def test_a_grant_is_the_message_send_task_would_make(make_action: Any, queue_name: str) -> None:
+    """Grants are built without send_task on Redis; a worker must not be
+    able to tell one from the message Celery would have sent for it (the
+    same headers, body and properties), or a Celery upgrade that changes
+    its protocol must fail here."""
+    from attune.celery import app
+    from queues import dispatch
+
+    action = make_action(celery_queue=queue_name, timeout_seconds=30)
+    execution_id = str(uuid.uuid4())
+    headers = {"attune_granted_at": 1234.5, "attune_config": "token", "attune_released_at": 1234.0}
+    dispatch._send(execution_id, execution_id, action, 1234.0, granted_at=1234.5, config="token", rated=False)
+    app.send_task(
+        dispatch.RUN_TASK,
+        args=[execution_id],
+        task_id=execution_id,
+        queue=queue_name,
+        soft_time_limit=30.0,
+        time_limit=30.0 + float(settings.ATTUNE_HARD_TIMEOUT_GRACE_SECONDS),
+        headers=headers,
+        argsrepr=f"['{execution_id}']",
+        kwargsrepr="{}",
+        declare=[],
+    )
+
+    ours, celerys = _messages(queue_name)
+    assert ours["properties"]["delivery_tag"] != celerys["properties"]["delivery_tag"]
+    assert _comparable(ours) == _comparable(celerys)
+    assert _comparable(ours)["body"] == [[execution_id], {}, broker.NO_WORKFLOW]
+
+
+def test_with_a_publish_signal_receiver_a_grant_goes_through_send_task(
+    make_action: Any, queue_name: str
+) -> None:
+    """Tracing and other plug-ins put their context into a message from
+    before_task_publish; the direct path would skip them."""
+    from celery.signals import before_task_publish
+
+    from queues import dispatch
+
+    seen: list[str] = []
+
+    def receiver(headers: dict[str, Any], **kwargs: Any) -> None:
+        seen.append(headers["id"])
+        headers["traced"] = "yes"
+
+    before_task_publish.connect(receiver, weak=False)
+    try:
+        assert broker.publish_hooked()
+        action = make_action(celery_queue=queue_name)
+        execution_id = str(uuid.uuid4())
+        dispatch._send(execution_id, execution_id, action, granted_at=0.0)
+    finally:
+        before_task_publish.disconnect(receiver)
+
+    assert not broker.publish_hooked()
+    assert seen == [execution_id]
+    assert [message["headers"].get("traced") for message in _messages(queue_name)] == ["yes"]
