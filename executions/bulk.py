@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from django.db import connection, models
+from django.db import DEFAULT_DB_ALIAS, connection, connections, models
+from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models.expressions import Col
 
 Converter = Callable[[Any, Any, Any], Any]
@@ -31,13 +32,13 @@ class Returned:
     attnames: tuple[str, ...]
     converters: tuple[tuple[Col, tuple[Converter, ...]], ...]
 
-    def build(self, values: Sequence[Any]) -> models.Model:
+    def build(self, values: Sequence[Any], db: BaseDatabaseWrapper) -> models.Model:
         converted = []
         for value, (col, converters) in zip(values, self.converters, strict=True):
             for converter in converters:
-                value = converter(value, col, connection)
+                value = converter(value, col, db)
             converted.append(value)
-        return self.model.from_db(connection.alias, list(self.attnames), converted)
+        return self.model.from_db(db.alias, list(self.attnames), converted)
 
 
 def _returned(model: type[models.Model], names: Sequence[str] | None) -> Returned:
@@ -158,6 +159,10 @@ def update_returning(
     whose UPDATE cannot return joined rows (SQLite), related rows are read
     by a second statement.
     """
+    # The thread's connection looked up once: each attribute read through
+    # django.db.connection looks it up again (a context-local lookup), a
+    # dozen times per call on the hot path.
+    db = connections[DEFAULT_DB_ALIAS]
     plan = _update_plan(
         model,
         tuple(fields),
@@ -166,20 +171,20 @@ def update_returning(
         status_sql[0],
         None if returning is None else tuple(returning),
         tuple((alias, m, fk, None if names is None else tuple(names)) for alias, m, fk, names in related),
-        connection.vendor,
+        db.vendor,
     )
     params: list[Any] = [*status_sql[1]]
-    params += [prep(value, connection) for prep, value in zip(plan.set_preps, fields.values(), strict=True)]
-    params += [plan.pk_prep(pk, connection), *status_in]
-    params += [prep(value, connection) for prep, value in zip(plan.where_preps, where.values(), strict=True)]
-    with connection.cursor() as cursor:
+    params += [prep(value, db) for prep, value in zip(plan.set_preps, fields.values(), strict=True)]
+    params += [plan.pk_prep(pk, db), *status_in]
+    params += [prep(value, db) for prep, value in zip(plan.where_preps, where.values(), strict=True)]
+    with db.cursor() as cursor:
         cursor.execute(plan.sql, params)
         row = cursor.fetchone()
     if row is None:
         return None
     objects, offset = [], 0
     for part in plan.returned:
-        objects.append(part.build(row[offset : offset + len(part.attnames)]))
+        objects.append(part.build(row[offset : offset + len(part.attnames)], db))
         offset += len(part.attnames)
     previous = objects[0]
     for related_model, fk_column, names in plan.fetch_related:
