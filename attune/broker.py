@@ -99,9 +99,9 @@ def publish_task(
 ) -> None:
     """Publish the task ``name`` onto the Redis list of ``queue``: the
     message ``send_task`` would make (Celery's protocol 2, as
-    ``AMQP.as_task_v2`` builds it), for a third of its CPU.
+    ``AMQP.as_task_v2`` builds it), for about 60 % of its instructions.
 
-    ``send_task`` spends about two thirds of a grant's publishing outside
+    ``send_task`` spends about three fifths of a grant's publishing outside
     the Redis call: routing the name, building the message field by field,
     finding a parent task to chain it to, signals. A grant has one shape
     (one positional argument, no workflow, no ETA, a root of its own), so

@@ -291,8 +291,9 @@ def _send(
             producer=producer,
         )
         return
-    # RabbitMQ drops a message sent to a queue nobody declared yet, so there
-    # Celery's own path declares it.
+    # Celery's own path: it sends the publish signals a receiver waits for,
+    # and on RabbitMQ, which drops a message for a queue nobody declared
+    # yet, it declares the queue.
     current_app.send_task(
         RUN_TASK,
         args=[execution_id],

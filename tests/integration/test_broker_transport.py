@@ -228,11 +228,15 @@ def test_a_grant_is_the_message_send_task_would_make(make_action: Any, queue_nam
     same headers, body and properties), or a Celery upgrade that changes
     its protocol must fail here."""
     from attune.celery import app
-    from queues import dispatch
+    from queues import dispatch, metrics
 
     action = make_action(celery_queue=queue_name, timeout_seconds=30)
     execution_id = str(uuid.uuid4())
-    headers = {"attune_granted_at": 1234.5, "attune_config": "token", "attune_released_at": 1234.0}
+    headers = {
+        metrics.GRANTED_AT_HEADER: 1234.5,
+        dispatch.CONFIG_HEADER: "token",
+        metrics.RELEASED_AT_HEADER: 1234.0,
+    }
     dispatch._send(execution_id, execution_id, action, 1234.0, granted_at=1234.5, config="token", rated=False)
     app.send_task(
         dispatch.RUN_TASK,
