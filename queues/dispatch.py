@@ -406,6 +406,7 @@ def wake(action_id: int) -> int:
         if result.initialized:
             _hand_on(queue, result, released_at)
             granted += len(result.grants)
+    gate.woken(action_id)
     return granted
 
 

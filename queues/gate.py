@@ -326,6 +326,11 @@ class Gate:
         """Move a started run's entry in its action's rate window to now."""
         return bool(self._run("started_v1", [starts_key(action_id)], [execution_id]))
 
+    def woken(self, action_id: int) -> bool:
+        """Clear the action's wake-up time once a wake-up refilled all its
+        queues, unless a later one was asked for meanwhile."""
+        return bool(self._run("woken_v1", [QueueRef(action_id, DEFAULT_GROUP).meta], []))
+
     def restore_starts(self, action_id: int, grants: list[tuple[str, int]]) -> int:
         """Put back the grant times (execution id, ms) of an action's rate
         window that Redis lost; returns how many were missing."""

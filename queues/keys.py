@@ -22,7 +22,9 @@ key                                type   contents
                                            limits in force, max:window_ms,...),
                                            wake_at (default group only: ms of the
                                            wake-up asked for while a rate limit
-                                           holds a head back)
+                                           holds a head back; cleared by that
+                                           wake-up once it refilled every queue,
+                                           so one long past due was lost)
 ``<p>:{a<id>}:<group>:waiting``     ZSET   execution id -> order score; lowest
                                            first: (9 - priority) * 10**12 + queue
                                            seq (queues.gate.order_score)

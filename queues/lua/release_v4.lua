@@ -112,14 +112,9 @@ while limit < 0 or redis.call('ZCARD', active) < limit do
   result[#result + 1] = head[1]
   result[#result + 1] = grant_seq
 end
+-- A past-due wake_at stays: only the wake-up, having refilled every queue
+-- of the action, clears it (woken_v1.lua).
 result[3] = wake
-if wake == 0 then
-  -- Nothing is held back now: a wake-up whose time has passed is done with.
-  local pending = redis.call('HGET', default_meta, 'wake_at')
-  if pending and tonumber(pending) < now_ms then
-    redis.call('HDEL', default_meta, 'wake_at')
-  end
-end
 
 if released == 1 or #result > 4 then
   redis.call('HSET', meta, 'updated_ms', now_ms)

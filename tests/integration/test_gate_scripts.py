@@ -397,6 +397,25 @@ def test_a_rate_limit_holds_grants_past_it_and_asks_for_one_wake_up(gate: Gate, 
     assert gate.waiting_ids(queue) == ["r2", "r3"]
 
 
+def test_only_the_wake_up_clears_its_time_and_never_a_later_one(gate: Gate, queue: QueueRef) -> None:
+    rates = ((1, 200),)
+    first = gate.admit(queue, ["k0", "k1", "k2"], limit=None, max_waiting=100, lease_ms=LEASE_MS, rates=rates)
+    kept_before_its_time = gate.woken(queue.action_id)
+    time.sleep(0.25)
+    # The window has room again: this release grants the head and asks for
+    # the next wake-up; the past-due one is replaced, not dropped.
+    refill = gate.release(queue, None, limit=KEEP_LIMIT, lease_ms=LEASE_MS)
+    kept_while_a_later_one_is_pending = gate.woken(queue.action_id)
+    time.sleep(0.25)
+    done_with = gate.woken(queue.action_id)
+
+    assert first.wake_ms > 0
+    assert [grant.execution_id for grant in refill.grants] == ["k1"]
+    assert refill.wake_ms > first.wake_ms
+    assert (kept_before_its_time, kept_while_a_later_one_is_pending, done_with) == (False, False, True)
+    assert gate.redis.hget(queue.meta, "wake_at") is None
+
+
 def test_once_the_window_moves_on_the_head_goes_through_in_order(gate: Gate, queue: QueueRef) -> None:
     rates = ((2, 200),)
     gate.admit(queue, ["w0", "w1", "w2", "w3"], limit=None, max_waiting=100, lease_ms=LEASE_MS, rates=rates)

@@ -410,3 +410,40 @@ def test_the_reaper_wakes_a_queue_whose_wake_up_was_lost(make_action: Any, redis
     assert report.woken == 1
     assert _statuses(ids) == [S.SCHEDULED, S.SCHEDULED]
     assert redis_db.hget(QueueRef(action.pk).meta, "wake_at") is None
+
+
+def test_a_run_ending_in_one_queue_keeps_the_wake_up_another_queue_waits_for(
+    per_host: Any, redis_db: Any
+) -> None:
+    """The rate window is the action's, the wake-up is one per action: a
+    release in a queue that the window no longer holds back must not drop
+    the wake-up that another, idle, queue still waits for. Had it, a wake-up
+    task lost with its worker would leave that queue waiting for ever."""
+    from queues.reaper import reap_once
+
+    Policy.objects.create(
+        name="one-a-second",
+        scope="action",
+        action=per_host,
+        rate_limit_executions=1,
+        rate_limit_window_seconds=1,
+    )
+    first_a = request_execution(per_host.ref, {"host": "a"}).pk
+    held_b = request_execution(per_host.ref, {"host": "b"}).pk
+    next_a = request_execution(per_host.ref, {"host": "a"}).pk
+    assert _statuses([first_a, held_b, next_a]) == [S.SCHEDULED, S.QUEUED, S.QUEUED]
+    # No worker runs the wake-up task: it stays in the broker, as if lost.
+    time.sleep(1.1)
+
+    # Queue "a" frees its slot once the window has room again: its next run
+    # takes the window's one place, and queue "b" still waits for the wake-up.
+    _finish(first_a)
+    assert _statuses([held_b, next_a]) == [S.QUEUED, S.SCHEDULED]
+    assert redis_db.hget(QueueRef(per_host.pk).meta, "wake_at") is not None
+    time.sleep(2.1)
+
+    report = reap_once()
+
+    assert report.woken == 1
+    assert _statuses([held_b]) == [S.SCHEDULED]
+    assert redis_db.hget(QueueRef(per_host.pk).meta, "wake_at") is None
