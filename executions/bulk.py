@@ -65,6 +65,7 @@ def _field_names(returned: Returned) -> list[str]:
 
 
 Prep = Callable[[Any, Any], Any]
+_NOT_FLUSHED = "SET LOCAL synchronous_commit TO OFF; "
 
 
 @dataclass(frozen=True)
@@ -147,6 +148,7 @@ def update_returning(
     status_sql: tuple[str, list[Any]],
     returning: Sequence[str] | None = None,
     related: Sequence[tuple[str, type[models.Model], str, Sequence[str] | None]] = (),
+    durable: bool = True,
 ) -> tuple[models.Model, ...] | None:
     """UPDATE one row of ``model`` if its status is in ``status_in`` and it
     matches ``where`` (field = value); return the changed row and the rows
@@ -158,6 +160,14 @@ def update_returning(
     foreign key column of the previous model, fields to load). On databases
     whose UPDATE cannot return joined rows (SQLite), related rows are read
     by a second statement.
+
+    ``durable=False`` lets the commit return before PostgreSQL has flushed
+    it to disk (``synchronous_commit`` off for this statement alone), for a
+    change whose loss in a crash of the database the caller recovers from:
+    it saves the wait for the disk. Later changes still wait for their own
+    flush, and the log is written in order, so a durable change made after
+    this one keeps this one too. Inside a transaction block the whole block
+    decides, and the statement is durable as usual.
     """
     # The thread's connection looked up once: each attribute read through
     # django.db.connection looks it up again (a context-local lookup), a
@@ -177,8 +187,13 @@ def update_returning(
     params += [prep(value, db) for prep, value in zip(plan.set_preps, fields.values(), strict=True)]
     params += [plan.pk_prep(pk, db), *status_in]
     params += [prep(value, db) for prep, value in zip(plan.where_preps, where.values(), strict=True)]
+    sql = plan.sql
+    if not durable and db.vendor == "postgresql" and not db.in_atomic_block:
+        # One round trip: a query of several statements runs as one implicit
+        # transaction, to which SET LOCAL applies.
+        sql = _NOT_FLUSHED + sql
     with db.cursor() as cursor:
-        cursor.execute(plan.sql, params)
+        cursor.execute(sql, params)
         row = cursor.fetchone()
     if row is None:
         return None

@@ -408,6 +408,7 @@ class ExecutionQuerySet(models.QuerySet["Execution"]):
         *,
         expected: Iterable[str] | None = None,
         where: dict[str, Any] | None = None,
+        durable: bool = True,
         **fields: Any,
     ) -> bool:
         """Move one execution to ``new_status`` if it is in one of
@@ -417,6 +418,7 @@ class ExecutionQuerySet(models.QuerySet["Execution"]):
         A conditional UPDATE, so of two racing callers exactly one wins;
         returns whether this call made the change. Raises IllegalTransition
         if ``expected`` names a move the state machine forbids.
+        ``durable=False``: see executions.bulk.update_returning.
         """
         sources = checked_sources(new_status, expected)
         # QuerySet.update() skips auto_now, so stamp it here.
@@ -436,6 +438,7 @@ class ExecutionQuerySet(models.QuerySet["Execution"]):
             status_in=sources,
             status_sql=("%s", [new_status]),
             returning=("id",),
+            durable=durable,
         )
         return changed is not None
 

@@ -338,10 +338,18 @@ def _dispatch(
         # would instead push the execution behind the Celery backlog again.
         task_id = grant.execution_id
         now = timezone.now()
+        # Not waited for on disk: this record is lost only if PostgreSQL
+        # crashes before its log reaches the disk, and with it every later
+        # change (the log is flushed in order), so the run never started.
+        # The row then says it waits while Redis has it holding a slot, the
+        # state of a process killed before recording a grant: its message
+        # starts nothing (the start takes only a `scheduled` row) and the
+        # reaper puts it back at the head when its lease runs out.
         scheduled = Execution.objects.transition(
             grant.execution_id,
             S.SCHEDULED,
             expected=[S.REQUESTED, S.QUEUED],
+            durable=False,
             grant_seq=grant.grant_seq,
             celery_task_id=task_id,
             scheduled_at=now,

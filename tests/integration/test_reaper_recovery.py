@@ -10,6 +10,7 @@ from unittest import mock
 
 import pytest
 import redis
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from redis.exceptions import ClusterDownError
 from redis.lock import Lock
@@ -135,6 +136,44 @@ def test_it_puts_back_at_the_head_a_grant_made_in_redis_that_the_granter_never_r
     assert _status(second) == S.SCHEDULED
     assert _status(third) == S.QUEUED
     assert Execution.objects.get(pk=second).grant_seq == 3
+
+
+def test_a_hand_off_whose_record_a_database_crash_lost_runs_once_after_its_lease(
+    make_action: Any, redis_db: redis.Redis
+) -> None:
+    """A hand-off's grant is recorded without waiting for the disk: a crash
+    of PostgreSQL can lose it, with every later change, while its message
+    is on its way. The message starts nothing; the lease brings it back."""
+    from django.db import connection
+
+    from queues import dispatch
+    from workers.execution import run
+
+    action = make_action("grant_not_flushed", concurrency_limit=1)
+    queue = QueueRef(action.pk)
+    first, second, third = (request_execution(action.ref, {}).pk for _ in range(3))
+    _start(first)
+    with CaptureQueriesContext(connection) as sql:
+        dispatch.finish(str(first), S.COMPLETED, task_id=str(first))
+    grant_record = [q["sql"] for q in sql.captured_queries if '"scheduled_at" = ' in q["sql"]]
+    assert len(grant_record) == 1 and grant_record[0].startswith("SET LOCAL synchronous_commit TO OFF;")
+    # What the table says once PostgreSQL is back: the grant never happened.
+    Execution.objects.filter(pk=second).update(
+        status=S.QUEUED, grant_seq=None, celery_task_id="", scheduled_at=None
+    )
+
+    stale = run(str(second), task_id=str(second), hostname="w@host")
+    _expire(redis_db, queue, second)
+    report = reap_once()
+    execution = Execution.objects.get(pk=second)
+
+    assert stale.get("skipped") is True
+    assert report.requeued == 1
+    # Back at the head, so granted again before the one behind it.
+    assert (execution.status, execution.grant_seq) == (S.SCHEDULED, 3)
+    assert _status(third) == S.QUEUED
+    assert "skipped" not in run(str(second), task_id=str(second), hostname="w@host")
+    assert _status(second) == S.RUNNING
 
 
 def test_it_sends_again_a_grant_whose_task_message_was_lost(make_action: Any, redis_db: redis.Redis) -> None:
