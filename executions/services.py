@@ -13,6 +13,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 from jsonschema import Draft202012Validator
+from kombu.exceptions import OperationalError as BrokerUnavailable
 from referencing import Registry
 from referencing.exceptions import Unresolvable
 
@@ -35,7 +36,8 @@ from executions.models import (
 )
 from executions.storable import NUL, nul_path
 from queues import dispatch
-from queues.policy import group_of, resolve
+from queues.policy import EffectivePolicy, group_of, resolve
+from queues.redis_client import UNAVAILABLE_ERRORS
 
 logger = logging.getLogger(__name__)
 S = ExecutionStatus
@@ -98,7 +100,8 @@ def request_execution(
 ) -> Execution:
     """Record an execution and pass it through its action's gate.
 
-    Returns the execution as ``scheduled`` (a slot was free) or ``queued``.
+    Returns the execution as ``scheduled`` (a slot was free) or ``queued``,
+    or ``requested`` if the gate did not answer (see request_executions).
     Raises ActionNotFound, PermissionDenied, ActionDisabled,
     InvalidParameters, or QueueFull (in which case nothing of the request
     remains).
@@ -126,6 +129,15 @@ def request_executions(
     InvalidParameters (naming the item, ``parameters[3].seconds``, when
     there are several), or QueueFull when the ones that would wait do not
     fit in the queue; in each case no execution of the batch remains.
+
+    The executions are committed before their gate step. If Redis does not
+    answer that step, they stay committed as ``requested`` and are returned
+    so: the reaper admits them, in request order, once the gate answers
+    again (docs/reliability.md). If the broker does not take the messages
+    of those granted, they are returned ``scheduled``, and their leases
+    bring their messages back. Raising would tell the caller the request
+    failed while its executions go on to run, and a retry would run them
+    twice.
     """
     if not parameters_list:
         raise InvalidParameters("at least one execution must be requested", field="parameters")
@@ -173,8 +185,22 @@ def request_executions(
     with transaction.atomic():
         Execution.objects.bulk_create(executions)
         # The gate must never see an execution the database might still roll back.
-        transaction.on_commit(lambda: dispatch.admit(executions, action, policy))
+        transaction.on_commit(lambda: _admit_unless_gate_away(executions, action, policy))
     return executions
+
+
+def _admit_unless_gate_away(executions: list[Execution], action: Action, policy: EffectivePolicy) -> None:
+    try:
+        dispatch.admit(executions, action, policy)
+    except (*UNAVAILABLE_ERRORS, BrokerUnavailable) as exc:
+        logger.warning(
+            "admitting %d executions of action %s failed after their commit (%s: %s); "
+            "the reaper takes them on once Redis and the broker answer",
+            len(executions),
+            action.ref,
+            type(exc).__name__,
+            exc,
+        )
 
 
 def get_execution(execution_id: Any, *, user: Any = None) -> Execution:

@@ -36,7 +36,7 @@ from executions.api.serializers import (
     PackSerializer,
     PolicySerializer,
 )
-from executions.models import Action, AuditEntry, Execution, Pack, Policy
+from executions.models import Action, AuditEntry, Execution, ExecutionStatus, Pack, Policy
 from executions.storable import NUL
 from queues import policy as policies
 
@@ -95,6 +95,15 @@ def errors(*codes: int) -> dict[int, OpenApiResponse]:
         503: "A backing store is unavailable; see Retry-After.",
     }
     return {code: OpenApiResponse(ErrorSerializer, description=descriptions[code]) for code in codes}
+
+
+def _created_or_accepted(executions: list[Execution]) -> int:
+    """201 once the executions passed their gate; 202 when they are
+    recorded but the gate did not answer: they stay `requested` and are
+    admitted when it does, so the client must not send them again."""
+    if any(execution.status == ExecutionStatus.REQUESTED for execution in executions):
+        return status.HTTP_202_ACCEPTED
+    return status.HTTP_201_CREATED
 
 
 LIST_ERRORS = errors(400, 401)
@@ -271,6 +280,16 @@ class ExecutionViewSet(mixins.ListModelMixin, GenericViewSet):
                 resource_type_field_name=None,
                 many=False,
             ),
+            202: OpenApiResponse(
+                PolymorphicProxySerializer(
+                    component_name="ExecutionOrBatchRequested",
+                    serializers=[ExecutionDetailSerializer, ExecutionSerializer(many=True)],
+                    resource_type_field_name=None,
+                    many=False,
+                ),
+                description="Recorded, but the queue (Redis) did not answer: the executions stay "
+                "`requested` and are admitted, in request order, once it does. Do not send them again.",
+            ),
             **errors(400, 401, 403, 404, 409, 413, 415, 429, 503),
         },
     )
@@ -287,7 +306,7 @@ class ExecutionViewSet(mixins.ListModelMixin, GenericViewSet):
         )
         return Response(
             ExecutionDetailSerializer(execution).data,
-            status=status.HTTP_201_CREATED,
+            status=_created_or_accepted([execution]),
             headers={"Location": f"{request.path.rstrip('/')}/{execution.pk}"},
         )
 
@@ -306,7 +325,9 @@ class ExecutionViewSet(mixins.ListModelMixin, GenericViewSet):
             requested_by=request.user,
             priorities=[item["priority"] for item in items],
         )
-        return Response(ExecutionSerializer(executions, many=True).data, status=status.HTTP_201_CREATED)
+        return Response(
+            ExecutionSerializer(executions, many=True).data, status=_created_or_accepted(executions)
+        )
 
     @extend_schema(
         summary="Get an execution",

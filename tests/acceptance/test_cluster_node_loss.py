@@ -192,15 +192,14 @@ def test_a_primary_killed_mid_burst_loses_nothing_and_keeps_each_queues_order(
         action = actions[index % len(actions)]
         parameters = {"index": index, "log": log, "seconds": RUN_SECONDS}
         began = time.monotonic()
-        try:
-            requested.append(str(request_execution(action.ref, parameters).pk))
-        except UNAVAILABLE_ERRORS:
+        execution = request_execution(action.ref, parameters)
+        requested.append(str(execution.pk))
+        if execution.status == S.REQUESTED:
             failed_in.append(time.monotonic() - began)
             # Committed before its gate step, which failed: it stays
             # `requested`, for the reaper to admit once the gate answers.
-            stranded = Execution.objects.get(action=action, parameters__index=index)
+            stranded = Execution.objects.get(pk=execution.pk)
             assert (stranded.status, stranded.queue_seq) == (S.REQUESTED, None)
-            requested.append(str(stranded.pk))
             failed[str(stranded.pk)] = index
         return requested[-1]
 

@@ -5,6 +5,7 @@ everyone. The gate is the real Redis one, so the tests commit (transaction=True)
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 from typing import Any
 from unittest import mock
@@ -200,6 +201,72 @@ def test_it_answers_429_with_retry_after_when_the_queue_is_full(
     }
     # The refused request left nothing behind.
     assert Execution.objects.filter(action=action).count() == 3
+
+
+def test_it_answers_202_when_the_queue_does_not_answer_and_admits_them_once_it_does(
+    bob: APIClient, limited: Any
+) -> None:
+    """Recorded before their gate step: with Redis away they stay
+    `requested`, the client is told so rather than to retry (a retry would
+    make a second execution), and the reaper admits them in order later."""
+    import redis
+    from django.test import override_settings
+
+    from queues.gate import Gate
+    from queues.reaper import reap_once
+    from tests.local_servers import free_port
+
+    running = request(bob, limited.ref, {"n": 0}).json()
+    nobody_there = Gate(redis.Redis(port=free_port(), socket_connect_timeout=1))
+    with mock.patch("queues.dispatch.get_gate", return_value=nobody_there):
+        one = request(bob, limited.ref, {"n": 1})
+        batch = bob.post(
+            URL, [{"action": limited.ref, "parameters": {"n": n}} for n in (2, 3)], format="json"
+        )
+
+    assert one.status_code == 202
+    assert one.json()["status"] == S.REQUESTED
+    assert one["Location"] == f"{URL}/{one.json()['id']}"
+    assert batch.status_code == 202
+    assert [item["status"] for item in batch.json()] == [S.REQUESTED, S.REQUESTED]
+    ids = [one.json()["id"], *(item["id"] for item in batch.json())]
+    assert Execution.objects.filter(action=limited).count() == 4
+
+    # The gate answers again; the reaper's next pass admits them, in request
+    # order, behind the one that got through before.
+    time.sleep(0.3)
+    with override_settings(ATTUNE_REAPER_INTERVAL_SECONDS=0.2):
+        report = reap_once()
+    by_id = {str(e.pk): e for e in Execution.objects.filter(action=limited)}
+
+    assert report.stranded_admitted == 3
+    assert by_id[running["id"]].status == S.SCHEDULED
+    assert [by_id[pk].status for pk in ids] == [S.QUEUED, S.QUEUED, S.QUEUED]
+    assert [by_id[pk].queue_seq for pk in ids] == [2, 3, 4]
+    assert request(bob, limited.ref, {"n": 4}).status_code == 201
+
+
+def test_a_grant_whose_message_the_broker_refused_is_answered_201_and_sent_again_later(
+    bob: APIClient, limited: Any, redis_db: Any
+) -> None:
+    from kombu.exceptions import OperationalError
+
+    from queues.keys import QueueRef
+    from queues.reaper import reap_once
+
+    with mock.patch("queues.dispatch._send_grants", side_effect=OperationalError("broker away")):
+        response = request(bob, limited.ref, {"n": 1})
+    execution_id = response.json()["id"]
+
+    assert (response.status_code, response.json()["status"]) == (201, S.SCHEDULED)
+    # Its lease runs out with no worker renewing it; the reaper sends it again.
+    redis_db.zadd(QueueRef(limited.pk).active, {execution_id: 0}, xx=True)
+    with mock.patch("queues.dispatch._send") as send:
+        report = reap_once()
+
+    assert report.requeued == 1
+    assert [c.args[0] for c in send.call_args_list] == [execution_id]
+    assert Execution.objects.get(pk=execution_id).status == S.SCHEDULED
 
 
 def test_it_lists_executions_newest_first_with_pagination(bob: APIClient, limited: Any) -> None:

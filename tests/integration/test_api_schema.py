@@ -59,7 +59,7 @@ def test_it_documents_every_endpoint_and_method(schema: dict[str, Any]) -> None:
 def test_it_documents_the_errors_of_requesting_an_execution(schema: dict[str, Any]) -> None:
     responses = schema["paths"]["/api/v1/executions"]["post"]["responses"]
 
-    assert set(responses) == {"201", "400", "401", "403", "404", "409", "413", "415", "429", "503"}
+    assert set(responses) == {"201", "202", "400", "401", "403", "404", "409", "413", "415", "429", "503"}
     error = responses["429"]["content"]["application/json"]["schema"]["$ref"]
     assert error == "#/components/schemas/Error"
     created = schema["components"]["schemas"]["ExecutionDetail"]["properties"]
