@@ -106,6 +106,13 @@ def _created_or_accepted(executions: list[Execution]) -> int:
     return status.HTTP_201_CREATED
 
 
+# What a request for executions answers: one execution, or a list for a batch.
+EXECUTION_OR_BATCH = PolymorphicProxySerializer(
+    component_name="ExecutionOrBatch",
+    serializers=[ExecutionDetailSerializer, ExecutionSerializer(many=True)],
+    resource_type_field_name=None,
+    many=False,
+)
 LIST_ERRORS = errors(400, 401)
 READ_ERRORS = errors(401, 404)
 # Every request with a body may also be too large (413) or not JSON (415).
@@ -274,19 +281,9 @@ class ExecutionViewSet(mixins.ListModelMixin, GenericViewSet):
             ),
         ],
         responses={
-            201: PolymorphicProxySerializer(
-                component_name="ExecutionOrBatch",
-                serializers=[ExecutionDetailSerializer, ExecutionSerializer(many=True)],
-                resource_type_field_name=None,
-                many=False,
-            ),
+            201: EXECUTION_OR_BATCH,
             202: OpenApiResponse(
-                PolymorphicProxySerializer(
-                    component_name="ExecutionOrBatchRequested",
-                    serializers=[ExecutionDetailSerializer, ExecutionSerializer(many=True)],
-                    resource_type_field_name=None,
-                    many=False,
-                ),
+                EXECUTION_OR_BATCH,
                 description="Recorded, but the queue (Redis) did not answer: the executions stay "
                 "`requested` and are admitted, in request order, once it does. Do not send them again.",
             ),
